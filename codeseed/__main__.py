@@ -1,0 +1,5 @@
+import sys
+
+from codeseed.cli import main
+
+sys.exit(main())

@@ -1,0 +1,231 @@
+"""The .cseed container: header, entry payloads, a compressed index, a fixed-size footer.
+
+    magic     8 bytes   b"CSEED\\r\\n\\x1a"  (like PNG's: catches text-mode transfer damage)
+    version   u16       FORMAT_VERSION
+    hlen      u32       length of the header
+    header    hlen      canonical JSON: {"flags", "model", "settings"}
+    hcrc      u32       CRC32 of the header
+    payloads  ...       entry payloads, back to back; identical contents are stored once
+    index     ilen      xz-compressed binary index (see _encode_index)
+    footer    28 bytes  index offset u64, index length u64, index CRC32 u32, b"CSEEDEND"
+
+All integers little-endian. The index sits at the end so that `info` lists entries without
+decoding payloads and `pack` can stream payloads. Nothing depends on time or machine: the same
+input gives the same bytes.
+"""
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codeseed.errors import ArchiveError
+
+MAGIC = b"CSEED\r\n\x1a"
+END_MAGIC = b"CSEEDEND"
+FORMAT_VERSION = 1
+FOOTER = struct.Struct("<QQI8s")
+FIDELITIES = ("exact", "seeded", "seeded+similarity", "seeded+tests")
+
+
+@dataclass
+class Header:
+    flags: list[str] = field(default_factory=list)
+    model: dict | None = None      # {"id": ..., "sha256": ...} when an entry needs a model
+    settings: dict = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"flags": self.flags, "model": self.model, "settings": self.settings},
+                          sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass
+class Entry:
+    path: str
+    size: int
+    sha256: bytes
+    codec: str
+    fidelity: str = "exact"
+    executable: bool = False
+    is_symlink: bool = False
+    offset: int = 0
+    length: int = 0
+    crc32: int = 0
+    meta: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- binary index
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ArchiveError("corrupt archive: index ends early")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def varint(self) -> int:
+        n = shift = 0
+        while True:
+            b = self.take(1)[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return n
+            if shift > 63:
+                raise ArchiveError("corrupt archive: bad integer in index")
+
+    def blob(self) -> bytes:
+        return self.take(self.varint())
+
+
+def _encode_index(entries: list[Entry]) -> bytes:
+    out = bytearray(_varint(len(entries)))
+    for e in entries:
+        meta = json.dumps(e.meta, sort_keys=True, separators=(",", ":")).encode() if e.meta else b""
+        for blob in (e.path.encode("utf-8", "surrogateescape"), e.codec.encode(), e.fidelity.encode(), meta):
+            out += _varint(len(blob)) + blob
+        out += bytes([e.is_symlink | (e.executable << 1)])
+        out += _varint(e.size) + e.sha256 + _varint(e.offset) + _varint(e.length) + struct.pack("<I", e.crc32)
+    return lzma.compress(bytes(out), preset=9 | lzma.PRESET_EXTREME)
+
+
+def _decode_index(data: bytes) -> list[Entry]:
+    try:
+        raw = lzma.decompress(data)
+    except lzma.LZMAError:
+        raise ArchiveError("corrupt archive: index does not decompress") from None
+    r = _Reader(raw)
+    entries = []
+    for _ in range(r.varint()):
+        path = r.blob().decode("utf-8", "surrogateescape")
+        codec, fidelity, meta = r.blob().decode(), r.blob().decode(), r.blob()
+        bits = r.take(1)[0]
+        size = r.varint()
+        sha = r.take(32)
+        offset, length = r.varint(), r.varint()
+        crc = struct.unpack("<I", r.take(4))[0]
+        entries.append(Entry(path, size, sha, codec, fidelity, bool(bits & 2), bool(bits & 1), offset, length, crc,
+                             json.loads(meta) if meta else {}))
+    if r.pos != len(raw):
+        raise ArchiveError("corrupt archive: trailing bytes in index")
+    return entries
+
+
+# ---------------------------------------------------------------- write / read
+
+def write(dst: Path, header: Header, entries: list[Entry], payloads: list[bytes]) -> int:
+    """Write atomically (temporary file, then rename); fills offsets and CRCs; returns the size."""
+    dst = Path(dst)
+    fd, tmp = tempfile.mkstemp(prefix=".cseed-", dir=dst.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            hdr = header.to_bytes()
+            fh.write(MAGIC + struct.pack("<HI", FORMAT_VERSION, len(hdr)) + hdr + struct.pack("<I", zlib.crc32(hdr)))
+            pos = fh.tell()
+            stored: dict[bytes, tuple[int, int]] = {}
+            for e, payload in zip(entries, payloads, strict=True):
+                key = e.codec.encode() + b"\0" + payload
+                if key not in stored:
+                    fh.write(payload)
+                    stored[key] = (pos, len(payload))
+                    pos += len(payload)
+                e.offset, e.length = stored[key]
+                e.crc32 = zlib.crc32(payload)
+            index = _encode_index(entries)
+            fh.write(index)
+            fh.write(FOOTER.pack(pos, len(index), zlib.crc32(index), END_MAGIC))
+            size = fh.tell()
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+        return size
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class Archive:
+    """A read-only view of a .cseed file; every read is checked."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self._fh = open(self.path, "rb")
+        except IsADirectoryError:
+            raise ArchiveError(f"{path}: is a directory, not an archive") from None
+        except OSError as e:
+            raise ArchiveError(f"{path}: cannot open ({e.strerror})") from None
+        self.size = os.fstat(self._fh.fileno()).st_size
+        head = self._fh.read(14)
+        if len(head) < 14 or head[:8] != MAGIC:
+            raise ArchiveError(f"{path}: not a codeseed archive (bad magic)")
+        version, hlen = struct.unpack("<HI", head[8:14])
+        if version > FORMAT_VERSION:
+            raise ArchiveError(f"{path}: archive format version {version} is newer than this codeseed reads "
+                               f"({FORMAT_VERSION}); upgrade codeseed")
+        if version < 1:
+            raise ArchiveError(f"{path}: unknown archive format version {version}")
+        if 14 + hlen + 4 + FOOTER.size > self.size:
+            raise ArchiveError(f"{path}: truncated archive")
+        hdr = self._fh.read(hlen)
+        (hcrc,) = struct.unpack("<I", self._fh.read(4))
+        if zlib.crc32(hdr) != hcrc:
+            raise ArchiveError(f"{path}: corrupt archive (header checksum mismatch)")
+        try:
+            h = json.loads(hdr)
+            self.header = Header(h["flags"], h["model"], h["settings"])
+        except (ValueError, KeyError, TypeError):
+            raise ArchiveError(f"{path}: corrupt archive (unreadable header)") from None
+        self.payload_start = 14 + hlen + 4
+        self._fh.seek(self.size - FOOTER.size)
+        ioff, ilen, icrc, end = FOOTER.unpack(self._fh.read(FOOTER.size))
+        if end != END_MAGIC:
+            raise ArchiveError(f"{path}: truncated or corrupt archive (no end marker)")
+        if ioff < self.payload_start or ioff + ilen != self.size - FOOTER.size:
+            raise ArchiveError(f"{path}: corrupt archive (bad index position)")
+        self._fh.seek(ioff)
+        index = self._fh.read(ilen)
+        if zlib.crc32(index) != icrc:
+            raise ArchiveError(f"{path}: corrupt archive (index checksum mismatch)")
+        self.entries = _decode_index(index)
+        self.payload_end = ioff
+        for e in self.entries:
+            if e.offset < self.payload_start or e.offset + e.length > self.payload_end:
+                raise ArchiveError(f"{path}: corrupt archive (entry {e.path!r} points outside the payload area)")
+
+    def payload(self, e: Entry) -> bytes:
+        self._fh.seek(e.offset)
+        data = self._fh.read(e.length)
+        if len(data) != e.length or zlib.crc32(data) != e.crc32:
+            raise ArchiveError(f"{self.path}: corrupt archive (payload checksum mismatch in {e.path!r})")
+        return data
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

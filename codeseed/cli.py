@@ -1,0 +1,129 @@
+"""Command line: `codeseed pack|unpack|info|test`. Exit codes are listed in README.md."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+import codeseed
+from codeseed import archive
+from codeseed.errors import CodeseedError
+from codeseed.unpacking import check_paths, decode_entries
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    report = codeseed.pack(args.src, args.output, force=args.force, quiet=args.quiet)
+    if not args.quiet:
+        print(f"{args.src} -> {report.archive}: {len(report.files)} files, {_human(report.raw_bytes)} -> "
+              f"{_human(report.archive_bytes)} ({100 * report.ratio:.1f}%)", file=sys.stderr)
+    return 0
+
+
+def cmd_unpack(args: argparse.Namespace) -> int:
+    report = codeseed.unpack(args.archive, args.output, force=args.force, quiet=args.quiet)
+    if not args.quiet:
+        print(f"{args.archive} -> {report.dest}: {report.files} files, {_human(report.bytes)}", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with archive.Archive(args.archive) as arc:
+        entries, header, size = arc.entries, arc.header, arc.size
+    if args.json:
+        print(json.dumps({"archive": str(args.archive), "archive_bytes": size, "model": header.model,
+                          "flags": header.flags, "settings": header.settings,
+                          "entries": [{"path": e.path, "size": e.size, "stored_bytes": e.length, "codec": e.codec,
+                                       "fidelity": e.fidelity, "executable": e.executable, "symlink": e.is_symlink,
+                                       "sha256": e.sha256.hex(), **({"meta": e.meta} if e.meta else {})}
+                                      for e in entries]}, indent=2))
+        return 0
+    table = Table(title=f"{args.archive}", title_justify="left")
+    for col, just in (("path", "left"), ("size", "right"), ("stored", "right"), ("codec", "left"),
+                      ("fidelity", "left")):
+        table.add_column(col, justify=just)
+    for e in entries:
+        name = e.path + (" -> (link)" if e.is_symlink else "") + (" *" if e.executable else "")
+        table.add_row(name, str(e.size), str(e.length), e.codec, e.fidelity)
+    raw = sum(e.size for e in entries)
+    table.add_section()
+    table.add_row(f"{len(entries)} entries", str(raw), str(size), "", f"{100 * size / raw:.1f}%" if raw else "")
+    Console(width=max(100, Console().width)).print(table)
+    if header.model:
+        print(f"model: {header.model.get('id')} sha256 {header.model.get('sha256', '')[:16]}...")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Decode every entry and check it, writing nothing (like `zstd -t`)."""
+    with archive.Archive(args.archive) as arc:
+        check_paths(arc.entries)
+        decode_entries(arc)
+        n = len(arc.entries)
+    if not args.quiet:
+        print(f"{args.archive}: OK ({n} entries)", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="codeseed", description="Predictive compression of source code.")
+    p.add_argument("--version", action="version", version=f"codeseed {codeseed.__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+
+    sp = sub.add_parser("pack", help="pack a source tree into an archive")
+    sp.add_argument("src", type=Path, help="folder to pack")
+    sp.add_argument("-o", "--output", type=Path, required=True, help="archive to write (.cseed)")
+    sp.add_argument("-f", "--force", action="store_true", help="overwrite an existing archive")
+    common(sp)
+    sp.set_defaults(func=cmd_pack)
+
+    sp = sub.add_parser("unpack", help="unpack an archive into a folder")
+    sp.add_argument("archive", type=Path)
+    sp.add_argument("-o", "--output", type=Path, required=True, help="folder to write into")
+    sp.add_argument("-f", "--force", action="store_true", help="overwrite existing files")
+    common(sp)
+    sp.set_defaults(func=cmd_unpack)
+
+    sp = sub.add_parser("info", aliases=["list"], help="list an archive's entries without decoding them")
+    sp.add_argument("archive", type=Path)
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.set_defaults(func=cmd_info)
+
+    sp = sub.add_parser("test", help="decode and check every entry, writing nothing")
+    sp.add_argument("archive", type=Path)
+    common(sp)
+    sp.set_defaults(func=cmd_test)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CodeseedError as e:
+        print(f"codeseed: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("codeseed: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"codeseed: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

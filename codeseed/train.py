@@ -1,0 +1,336 @@
+"""Train codeseed's bundled fill-in-the-middle code model on the CPU, resumably.
+
+    python -m codeseed.train --out runs/small --hours 3          # start or resume
+    python -m codeseed.train --out runs/small --export DIR       # write the HF folder of the latest checkpoint
+
+Recipe (measured in shared/notes/training.md): a small Llama, byte-level BPE of 8,192 tokens,
+rows of 256 tokens and 16 rows a step (many optimizer steps beat big batches here), bf16 autocast
+and torch.compile, AdamW with warmup and a cosine decay over the *wall-clock* budget, so a resumed
+run continues the same schedule. Half the rows are FIM examples, each in a row of its own, in PSM
+or SPM order, split at AST span boundaries or at random characters, closed by `<|endoftext|>`.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+import os
+import pickle
+import random
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codeseed import corpus
+from codeseed.fim import BUNDLED, SPECIAL_TOKENS
+
+EOT = 0  # <|endoftext|>, first special token
+PAD_LABEL = -100
+
+
+@dataclass
+class TrainConfig:
+    vocab_size: int = 8192
+    layers: int = 6
+    d_model: int = 192
+    heads: int = 6
+    ffn: int = 512
+    seq_len: int = 256
+    batch: int = 16
+    peak_lr: float = 2e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    fim_rate: float = 0.5
+    hours: float = 3.0
+    seed: int = 1234
+    threads: int = 2
+    compile: bool = True
+    eval_every_s: float = 600.0
+
+
+# ---------------------------------------------------------------- data
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def hf_tokenizer(tok):
+    from transformers import PreTrainedTokenizerFast
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<fim_pad>",
+                                   additional_special_tokens=SPECIAL_TOKENS[1:], clean_up_tokenization_spaces=False)
+
+
+def prepare(out: Path, cfg: TrainConfig, roots: list[Path]) -> None:
+    """Corpus, tokenizer and token stream, cached in `out` (done once per run folder)."""
+    files, manifest = corpus.collect(roots)
+    train = [f for f in files if not corpus.is_validation(f)]
+    val = [f for f in files if corpus.is_validation(f)]
+    rng = random.Random(cfg.seed)
+    sample = rng.sample(train, min(len(train), 3000))  # ~40 MB is plenty for an 8k BPE
+    tok = train_tokenizer([f.text for f in sample], cfg.vocab_size)
+    tok.save(str(out / "tokenizer.json"))
+    texts = [f.text for f in train]
+    ids = tok.encode_batch(texts)
+    lengths = np.array([len(e.ids) + 1 for e in ids], dtype=np.int64)
+    stream = np.empty(int(lengths.sum()), dtype=np.uint16)
+    pos = 0
+    for e in ids:
+        stream[pos:pos + len(e.ids)] = e.ids
+        stream[pos + len(e.ids)] = EOT
+        pos += len(e.ids) + 1
+    np.save(out / "train_tokens.npy", stream)
+    with open(out / "texts.pkl", "wb") as fh:
+        pickle.dump({"train": texts, "val": [f.text for f in val]}, fh)
+    info = {"manifest": json.loads(manifest.to_json()), "train_files": len(train), "val_files": len(val),
+            "train_tokens": int(stream.size), "train_bytes": sum(len(t.encode()) for t in texts)}
+    (out / "corpus.json").write_text(json.dumps(info, indent=2))
+
+
+_COMMENT = re.compile(r"^[ \t]*#.*$", re.M)
+
+
+def span_candidates(text: str) -> list[tuple[int, int]]:
+    """Character spans codeseed fills at unpack time: bodies, docstrings, statements, expressions, comments."""
+    spans = [(m.start(), m.end()) for m in _COMMENT.finditer(text)]
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return spans
+    line_starts = [0]
+    for line in text.splitlines(keepends=True):
+        line_starts.append(line_starts[-1] + len(line))
+    lines = text.splitlines(keepends=True)
+
+    def offset(lineno: int, col: int) -> int:
+        line = lines[lineno - 1] if lineno - 1 < len(lines) else ""
+        return line_starts[lineno - 1] + len(line.encode()[:col].decode("utf-8", "ignore"))
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first, last = node.body[0], node.body[-1]
+            spans.append((offset(first.lineno, first.col_offset), offset(last.end_lineno, last.end_col_offset)))
+        elif isinstance(node, (ast.stmt, ast.expr)) and getattr(node, "end_lineno", None):
+            spans.append((offset(node.lineno, node.col_offset), offset(node.end_lineno, node.end_col_offset)))
+    return [s for s in spans if 0 < s[1] - s[0] <= 600]
+
+
+class Batcher:
+    """Yields (input_ids, labels) of shape (batch, seq_len): plain windows and FIM rows."""
+
+    def __init__(self, out: Path, tok, cfg: TrainConfig, rng: np.random.Generator):
+        self.stream = np.load(out / "train_tokens.npy", mmap_mode="r")
+        with open(out / "texts.pkl", "rb") as fh:
+            self.texts = pickle.load(fh)["train"]
+        self.weights = np.array([len(t) for t in self.texts], dtype=np.float64)
+        self.weights /= self.weights.sum()
+        self.tok, self.cfg, self.rng = tok, cfg, rng
+        self.special = {s: tok.token_to_id(s) for s in SPECIAL_TOKENS}
+        self._spans: dict[int, list[tuple[int, int]]] = {}
+
+    def plain_row(self) -> tuple[list[int], list[int]]:
+        n = self.cfg.seq_len + 1
+        start = int(self.rng.integers(0, self.stream.size - n))
+        w = self.stream[start:start + n].astype(np.int64).tolist()
+        return w[:-1], w[1:]
+
+    def fim_row(self) -> tuple[list[int], list[int]]:
+        cfg, rng = self.cfg, self.rng
+        i = int(rng.choice(len(self.texts), p=self.weights))
+        text = self.texts[i]
+        if rng.random() < 0.5:
+            if i not in self._spans:
+                self._spans[i] = span_candidates(text)
+            spans = self._spans[i]
+        else:
+            spans = []
+        if spans:
+            a, b = spans[int(rng.integers(len(spans)))]
+        else:  # random character split
+            a = int(rng.integers(0, max(1, len(text))))
+            b = min(len(text), a + int(rng.integers(0, 400)))
+        pre = self.tok.encode(text[max(0, a - 1500):a]).ids
+        mid = self.tok.encode(text[a:b]).ids[:120]
+        suf = self.tok.encode(text[b:b + 1500]).ids
+        room = cfg.seq_len + 1 - len(mid) - 4
+        n_suf = min(len(suf), max(room // 3, room - len(pre)))
+        n_pre = min(len(pre), room - n_suf)
+        pre, suf = pre[len(pre) - n_pre:], suf[:n_suf]
+        sp = self.special
+        if rng.random() < 0.5:  # PSM
+            seq = [sp[BUNDLED.prefix]] + pre + [sp[BUNDLED.suffix]] + suf + [sp[BUNDLED.middle]]
+        else:  # SPM
+            seq = [sp[BUNDLED.suffix]] + suf + [sp[BUNDLED.prefix]] + pre + [sp[BUNDLED.middle]]
+        seq = seq + mid + [EOT]
+        labels = seq[1:] + [PAD_LABEL] * (cfg.seq_len + 1 - len(seq))
+        seq = seq[:-1] + [EOT] * (cfg.seq_len + 1 - len(seq))
+        return seq[:cfg.seq_len], labels[:cfg.seq_len]
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [self.fim_row() if self.rng.random() < self.cfg.fim_rate else self.plain_row()
+                for _ in range(self.cfg.batch)]
+        x = torch.tensor([r[0] for r in rows], dtype=torch.long)
+        y = torch.tensor([r[1] for r in rows], dtype=torch.long)
+        return x, y
+
+
+# ---------------------------------------------------------------- model
+
+def make_model(cfg: TrainConfig):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    conf = LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.ffn,
+                       num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
+                       max_position_embeddings=1024, tie_word_embeddings=True, bos_token_id=EOT, eos_token_id=EOT,
+                       pad_token_id=SPECIAL_TOKENS.index("<fim_pad>"), rope_theta=10000.0)
+    return LlamaForCausalLM(conf)
+
+
+def lr_at(cfg: TrainConfig, step: int, elapsed_s: float) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.peak_lr * (step + 1) / cfg.warmup_steps
+    frac = min(1.0, elapsed_s / (cfg.hours * 3600))
+    return cfg.peak_lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+@torch.no_grad()
+def validation_bpb(model, tok, texts: list[str], max_bytes: int = 300_000, seq_len: int = 256) -> float:
+    """Bits per byte on held-out corpus files, in non-overlapping windows (a rough, fast curve)."""
+    model.eval()
+    bits, nbytes = 0.0, 0
+    for text in texts:
+        if nbytes >= max_bytes:
+            break
+        ids = [EOT] + tok.encode(text).ids
+        for s in range(0, len(ids) - 1, seq_len):
+            chunk = torch.tensor([ids[s:s + seq_len + 1]])
+            logits = model(chunk[:, :-1]).logits.float()
+            bits += torch.nn.functional.cross_entropy(logits[0], chunk[0, 1:], reduction="sum").item() / math.log(2)
+        nbytes += len(text.encode())
+    model.train()
+    return bits / nbytes if nbytes else float("nan")
+
+
+def export(model, tok, dest: Path, meta: dict) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest, safe_serialization=True)
+    hf_tokenizer(tok).save_pretrained(dest)
+    (dest / "training.json").write_text(json.dumps(meta, indent=2))
+
+
+def train(out: Path, cfg: TrainConfig, roots: list[Path]) -> None:
+    from tokenizers import Tokenizer
+    torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "corpus.json").exists():
+        print("preparing corpus and tokenizer ...", flush=True)
+        prepare(out, cfg, roots)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    with open(out / "texts.pkl", "rb") as fh:
+        val_texts = pickle.load(fh)["val"]
+    torch.manual_seed(cfg.seed)
+    model = make_model(cfg)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.peak_lr, betas=(0.9, 0.95), eps=1e-8)
+    state = {"step": 0, "elapsed_s": 0.0, "tokens": 0, "curve": []}
+    ckpt = out / "ckpt.pt"
+    if ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        state = saved["state"]
+        print(f"resumed at step {state['step']}, {state['elapsed_s'] / 60:.1f} min", flush=True)
+    rng = np.random.default_rng(cfg.seed + state["step"])
+    batcher = Batcher(out, tok, cfg, rng)
+    step_fn = torch.compile(model) if cfg.compile else model
+    model.train()
+    t_last, t_eval = time.time(), time.time()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: {n_params / 1e6:.2f}M parameters", flush=True)
+
+    def save() -> None:
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state, "cfg": asdict(cfg)},
+                   out / "ckpt.tmp")
+        os.replace(out / "ckpt.tmp", ckpt)
+
+    while state["elapsed_s"] < cfg.hours * 3600:
+        x, y = batcher.batch()
+        lr = lr_at(cfg, state["step"], state["elapsed_s"])
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = step_fn(x).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1),
+                                                 ignore_index=PAD_LABEL)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        now = time.time()
+        state["elapsed_s"] += now - t_last
+        t_last = now
+        state["step"] += 1
+        state["tokens"] += x.numel()
+        if state["step"] % 50 == 0:
+            print(f"step {state['step']} loss {loss.item():.3f} lr {lr:.2e} tokens {state['tokens'] / 1e6:.1f}M "
+                  f"{state['elapsed_s'] / 60:.1f} min", flush=True)
+        if now - t_eval > cfg.eval_every_s:
+            bpb = validation_bpb(model, tok, val_texts)
+            state["curve"].append({"step": state["step"], "minutes": round(state["elapsed_s"] / 60, 1),
+                                   "tokens": state["tokens"], "val_bpb": round(bpb, 4)})
+            print(f"eval step {state['step']} val bits/byte {bpb:.4f}", flush=True)
+            save()
+            t_eval = t_last = time.time()  # evaluation time is not training time
+    bpb = validation_bpb(model, tok, val_texts)
+    state["curve"].append({"step": state["step"], "minutes": round(state["elapsed_s"] / 60, 1),
+                           "tokens": state["tokens"], "val_bpb": round(bpb, 4)})
+    save()
+    print(f"done: val bits/byte {bpb:.4f}", flush=True)
+
+
+def export_checkpoint(out: Path, dest: Path) -> None:
+    from tokenizers import Tokenizer
+    saved = torch.load(out / "ckpt.pt", weights_only=False)
+    cfg = TrainConfig(**saved["cfg"])
+    model = make_model(cfg)
+    model.load_state_dict(saved["model"])
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    meta = {"config": saved["cfg"], "state": saved["state"],
+            "corpus": json.loads((out / "corpus.json").read_text()), "torch": torch.__version__}
+    export(model, tok, dest, meta)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m codeseed.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, corpus cache)")
+    ap.add_argument("--corpus", type=Path, action="append", help="train on these folders instead of stdlib+site-packages")
+    ap.add_argument("--export", type=Path, help="write the latest checkpoint as a Hugging Face folder and exit")
+    for f, v in asdict(TrainConfig()).items():
+        ap.add_argument("--" + f.replace("_", "-"), type=type(v) if not isinstance(v, bool) else int, default=v)
+    args = ap.parse_args(argv)
+    if args.export:
+        export_checkpoint(args.out, args.export)
+        return
+    cfg = TrainConfig(**{f: getattr(args, f) for f in asdict(TrainConfig())})
+    cfg.compile = bool(cfg.compile)
+    roots = args.corpus or corpus.default_roots()
+    train(args.out, cfg, roots)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Unpack a .cseed archive: check every path, decode and verify every entry, then write atomically.
+
+Nothing is written until every entry has been decoded and its SHA-256 checked, and every path has
+been found safe, so a corrupt, truncated or malicious archive leaves the output untouched.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from codeseed import archive, codecs
+from codeseed.errors import ArchiveError, OutputExistsError, UnsafeArchiveError
+
+# Decoders for model-based codecs register here: name -> fn(archive, entries) -> {path: bytes}
+BatchDecoder = Callable[[archive.Archive, list[archive.Entry]], dict[str, bytes]]
+MODEL_DECODERS: dict[str, BatchDecoder] = {}
+
+
+@dataclass(frozen=True)
+class UnpackReport:
+    dest: Path
+    files: int
+    bytes: int
+
+
+def check_paths(entries: list[archive.Entry]) -> None:
+    """Refuse absolute paths, `..`, empty or odd components, duplicates, and paths through a symlink."""
+    seen: set[str] = set()
+    links = {e.path for e in entries if e.is_symlink}
+    files = {e.path for e in entries}
+    for e in entries:
+        p = e.path
+        if not p or p.startswith("/") or "\\" in p or "\0" in p or (len(p) > 1 and p[1] == ":"):
+            raise UnsafeArchiveError(f"unsafe path in archive: {p!r} (absolute or not a POSIX relative path)")
+        parts = p.split("/")
+        if any(part in ("", ".", "..") for part in parts):
+            raise UnsafeArchiveError(f"unsafe path in archive: {p!r} (empty, '.' or '..' component)")
+        if p in seen:
+            raise UnsafeArchiveError(f"unsafe archive: {p!r} appears twice")
+        seen.add(p)
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in links:
+                raise UnsafeArchiveError(f"unsafe path in archive: {p!r} passes through the symlink {parent!r}")
+            if parent in files:
+                raise UnsafeArchiveError(f"unsafe archive: {p!r} is inside the file {parent!r}")
+
+
+def _check_link_target(path: str, target: str) -> None:
+    if target.startswith("/") or not target:
+        raise UnsafeArchiveError(f"unsafe symlink in archive: {path!r} -> {target!r} (absolute)")
+    depth = len(PurePosixPath(path).parts) - 1
+    for part in PurePosixPath(target).parts:
+        depth += -1 if part == ".." else (0 if part == "." else 1)
+        if depth < 0:
+            raise UnsafeArchiveError(f"unsafe symlink in archive: {path!r} -> {target!r} (points outside)")
+
+
+def _check_disk(dest: Path, entries: list[archive.Entry], force: bool) -> None:
+    if dest.exists() and not dest.is_dir():
+        raise OutputExistsError(f"{dest}: exists and is not a directory")
+    for e in entries:
+        target = dest / e.path
+        for parent in list(reversed(PurePosixPath(e.path).parents))[1:]:
+            d = dest / parent
+            if d.is_symlink():
+                raise UnsafeArchiveError(f"refusing to write {e.path!r}: {parent} is a symlink in {dest}")
+            if d.exists() and not d.is_dir():
+                raise OutputExistsError(f"{d}: exists and is not a directory")
+        if target.is_symlink() or target.exists():
+            if not force:
+                raise OutputExistsError(f"{target}: already exists (use --force to overwrite)")
+            if target.is_dir() and not target.is_symlink():
+                raise OutputExistsError(f"{target}: is a directory")
+
+
+def decode_entries(arc: archive.Archive) -> dict[str, bytes]:
+    """Decode every entry and check its size and SHA-256; raise ArchiveError on any mismatch."""
+    out: dict[str, bytes] = {}
+    by_codec: dict[str, list[archive.Entry]] = {}
+    for e in arc.entries:
+        by_codec.setdefault(e.codec, []).append(e)
+    for codec, group in by_codec.items():
+        if codec in codecs.CLASSICAL:
+            for e in group:
+                out[e.path] = codecs.decode_classical(codec, arc.payload(e))
+        elif codec in MODEL_DECODERS:
+            out.update(MODEL_DECODERS[codec](arc, group))
+        else:
+            raise ArchiveError(f"{arc.path}: unknown codec {codec!r} (archive from a newer codeseed?)")
+    for e in arc.entries:
+        data = out[e.path]
+        if e.fidelity == "exact" and (len(data) != e.size or hashlib.sha256(data).digest() != e.sha256):
+            raise ArchiveError(f"{arc.path}: corrupt archive ({e.path!r} does not match its SHA-256)")
+    return out
+
+
+def _write_atomic(target: Path, data: bytes, executable: bool) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:40]}.", suffix=".cseed-tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o755 if executable else 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_tree(dest: Path, entries: list[archive.Entry], contents: dict[str, bytes], force: bool) -> int:
+    """Write decoded entries under `dest`; returns the number of bytes written."""
+    total = 0
+    for e in entries:
+        target = dest / e.path
+        data = contents[e.path]
+        if e.is_symlink:
+            if target.is_symlink() or target.exists():
+                target.unlink()  # only reached with force: _check_disk refused otherwise
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.fsdecode(data), target)
+        else:
+            _write_atomic(target, data, e.executable)
+        total += len(data)
+    return total
+
+
+def unpack(src: str | Path, dst: str | Path, *, force: bool = False, quiet: bool = True) -> UnpackReport:
+    src, dest = Path(src), Path(dst)
+    with archive.Archive(src) as arc:
+        check_paths(arc.entries)
+        for e in arc.entries:
+            if e.is_symlink:
+                _check_link_target(e.path, os.fsdecode(arc.payload(e)))
+        _check_disk(dest, arc.entries, force)
+        contents = decode_entries(arc)
+        dest.mkdir(parents=True, exist_ok=True)
+        total = write_tree(dest, arc.entries, contents, force)
+        return UnpackReport(dest, len(arc.entries), total)

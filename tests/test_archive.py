@@ -1,0 +1,248 @@
+"""Container format, pack/unpack round trips and every kind of bad input (classical codecs only)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+import codeseed
+from codeseed import archive
+from codeseed.cli import main
+from codeseed.errors import ArchiveError, InputError, OutputExistsError, UnsafeArchiveError
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "sample-py"
+
+
+def tree_digest(root: Path) -> dict[str, tuple[str, bool, bool]]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink():
+            out[p.relative_to(root).as_posix()] = (os.readlink(p), False, True)
+        elif p.is_file():
+            out[p.relative_to(root).as_posix()] = (hashlib.sha256(p.read_bytes()).hexdigest(),
+                                                   os.access(p, os.X_OK), False)
+    return out
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    dst = tmp_path / "sample"
+    shutil.copytree(FIXTURE, dst, symlinks=True)
+    return dst
+
+
+def test_round_trip_keeps_bytes_modes_and_empty_files(sample, tmp_path):
+    report = codeseed.pack(sample, tmp_path / "a.cseed")
+    assert report.archive_bytes < report.raw_bytes
+    codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out")
+    assert tree_digest(tmp_path / "out") == tree_digest(sample)
+    assert os.access(tmp_path / "out" / "scripts" / "report.sh", os.X_OK)
+    assert not os.access(tmp_path / "out" / "README.md", os.X_OK)
+    assert (tmp_path / "out" / "inventory" / "py.typed").read_bytes() == b""
+    assert (tmp_path / "out" / "assets" / "prices.csv").read_bytes().count(b"\r\n") == 3
+
+
+def test_same_input_gives_same_bytes(sample, tmp_path):
+    codeseed.pack(sample, tmp_path / "a.cseed")
+    codeseed.pack(sample, tmp_path / "b.cseed")
+    assert (tmp_path / "a.cseed").read_bytes() == (tmp_path / "b.cseed").read_bytes()
+
+
+def test_identical_contents_stored_once(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    blob = os.urandom(5000)  # incompressible: a second copy would double the archive
+    (src / "one.bin").write_bytes(blob)
+    (src / "two.bin").write_bytes(blob)
+    report = codeseed.pack(src, tmp_path / "a.cseed")
+    assert report.archive_bytes < 5000 + 1000
+    codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out")
+    assert (tmp_path / "out" / "two.bin").read_bytes() == blob
+
+
+def test_symlinks_stored_as_links_not_followed(tmp_path):
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "real.py").write_text("x = 1\n")
+    os.symlink("real.py", src / "pkg" / "alias.py")
+    os.symlink("pkg", src / "pkglink")
+    codeseed.pack(src, tmp_path / "a.cseed")
+    with archive.Archive(tmp_path / "a.cseed") as arc:
+        kinds = {e.path: e.is_symlink for e in arc.entries}
+    assert kinds == {"pkg/real.py": False, "pkg/alias.py": True, "pkglink": True}
+    codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out")
+    assert os.readlink(tmp_path / "out" / "pkg" / "alias.py") == "real.py"
+    assert os.readlink(tmp_path / "out" / "pkglink") == "pkg"
+
+
+def test_gitignore_honoured_outside_git(tmp_path):
+    src = tmp_path / "src"
+    (src / "build").mkdir(parents=True)
+    (src / "sub").mkdir()
+    (src / ".gitignore").write_text("build/\n*.log\n")
+    (src / "sub" / ".gitignore").write_text("secret.txt\n")
+    for rel in ("a.py", "x.log", "build/out.py", "sub/secret.txt", "sub/keep.txt"):
+        (src / rel).write_text(rel)
+    (src / ".git").mkdir()  # not a real repository: must still never be entered
+    (src / ".git" / "config").write_text("x")
+    report = codeseed.pack(src, tmp_path / "a.cseed")
+    assert sorted(f.path for f in report.files) == [".gitignore", "a.py", "sub/.gitignore", "sub/keep.txt"]
+
+
+def test_git_ls_files_used_in_work_tree(tmp_path):
+    src = tmp_path / "repo"
+    src.mkdir()
+    (src / ".gitignore").write_text("ignored.txt\n")
+    (src / "tracked.py").write_text("a = 1\n")
+    (src / "untracked.py").write_text("b = 2\n")
+    (src / "ignored.txt").write_text("no\n")
+    os.system(f"git -C {src} init -q && git -C {src} add tracked.py .gitignore")
+    report = codeseed.pack(src, tmp_path / "a.cseed")
+    assert sorted(f.path for f in report.files) == [".gitignore", "tracked.py", "untracked.py"]
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_missing_and_empty_input(tmp_path):
+    with pytest.raises(InputError):
+        codeseed.pack(tmp_path / "nope", tmp_path / "a.cseed")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError):
+        codeseed.pack(tmp_path / "empty", tmp_path / "a.cseed")
+    assert not (tmp_path / "a.cseed").exists()
+
+
+def test_unreadable_file(sample, tmp_path, monkeypatch):
+    real = Path.read_bytes
+
+    def deny(self):
+        if self.name == "store.py":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    with pytest.raises(InputError, match="store.py"):
+        codeseed.pack(sample, tmp_path / "a.cseed")
+    assert list(tmp_path.glob("*.cseed")) == [] and list(tmp_path.glob(".cseed-*")) == []
+
+
+def test_existing_archive_needs_force(sample, tmp_path):
+    (tmp_path / "a.cseed").write_bytes(b"keep me")
+    with pytest.raises(OutputExistsError):
+        codeseed.pack(sample, tmp_path / "a.cseed")
+    assert (tmp_path / "a.cseed").read_bytes() == b"keep me"
+    codeseed.pack(sample, tmp_path / "a.cseed", force=True)
+    assert (tmp_path / "a.cseed").read_bytes().startswith(archive.MAGIC)
+
+
+def test_unpack_never_overwrites_without_force(sample, tmp_path):
+    codeseed.pack(sample, tmp_path / "a.cseed")
+    out = tmp_path / "out"
+    (out / "inventory").mkdir(parents=True)
+    (out / "inventory" / "store.py").write_text("mine")
+    with pytest.raises(OutputExistsError):
+        codeseed.unpack(tmp_path / "a.cseed", out)
+    assert sorted(p.name for p in out.rglob("*")) == ["inventory", "store.py"]  # nothing else written
+    assert (out / "inventory" / "store.py").read_text() == "mine"
+    codeseed.unpack(tmp_path / "a.cseed", out, force=True)
+    assert (out / "inventory" / "store.py").read_bytes() == (sample / "inventory" / "store.py").read_bytes()
+
+
+def test_every_flipped_byte_is_detected(sample, tmp_path):
+    codeseed.pack(sample, tmp_path / "a.cseed")
+    good = (tmp_path / "a.cseed").read_bytes()
+    bad = tmp_path / "bad.cseed"
+    for i in range(len(good)):
+        bad.write_bytes(good[:i] + bytes([good[i] ^ 0x10]) + good[i + 1:])
+        with pytest.raises(ArchiveError):
+            codeseed.unpack(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("keep", [0, 5, 8, 20, 100, -29, -1])
+def test_truncated_archive(sample, tmp_path, keep):
+    codeseed.pack(sample, tmp_path / "a.cseed")
+    data = (tmp_path / "a.cseed").read_bytes()
+    (tmp_path / "t.cseed").write_bytes(data[:keep] if keep >= 0 else data[:len(data) + keep])
+    with pytest.raises(ArchiveError):
+        codeseed.unpack(tmp_path / "t.cseed", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_wrong_magic_and_newer_version(sample, tmp_path):
+    codeseed.pack(sample, tmp_path / "a.cseed")
+    data = (tmp_path / "a.cseed").read_bytes()
+    (tmp_path / "m.cseed").write_bytes(b"PK\x03\x04" + data[4:])
+    with pytest.raises(ArchiveError, match="not a codeseed archive"):
+        codeseed.unpack(tmp_path / "m.cseed", tmp_path / "out")
+    (tmp_path / "v.cseed").write_bytes(data[:8] + struct.pack("<H", archive.FORMAT_VERSION + 1) + data[10:])
+    with pytest.raises(ArchiveError, match="newer"):
+        codeseed.unpack(tmp_path / "v.cseed", tmp_path / "out")
+
+
+def craft(tmp_path: Path, entries: list[tuple[str, bytes, bool]]) -> Path:
+    """An archive holding exactly these (path, data, is_symlink) entries, paths unchecked."""
+    ents = [archive.Entry(p, len(d), hashlib.sha256(d).digest(), "stored", is_symlink=link) for p, d, link in entries]
+    dst = tmp_path / "crafted.cseed"
+    archive.write(dst, archive.Header(), ents, [d for _, d, _ in entries])
+    return dst
+
+
+@pytest.mark.parametrize("entries", [
+    [("ok.txt", b"fine", False), ("../evil", b"x", False)],
+    [("ok.txt", b"fine", False), ("a/../../evil", b"x", False)],
+    [("ok.txt", b"fine", False), ("/abs/path", b"x", False)],
+    [("ok.txt", b"fine", False), ("link", b"/tmp", True), ("link/evil", b"x", False)],
+    [("ok.txt", b"fine", False), ("link", b"../..", True)],
+    [("ok.txt", b"fine", False), ("link", b"/etc/passwd", True)],
+    [("ok.txt", b"fine", False), ("ok.txt", b"again", False)],
+    [("ok.txt", b"fine", False), ("ok.txt/inner", b"x", False)],
+])
+def test_unsafe_archives_write_nothing(tmp_path, entries):
+    crafted = craft(tmp_path, entries)
+    out = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveError):
+        codeseed.unpack(crafted, out)
+    assert not out.exists()
+    assert main(["unpack", str(crafted), "-o", str(out), "-q"]) == UnsafeArchiveError.exit_code
+    assert not out.exists()
+
+
+def test_existing_symlink_in_output_is_not_followed(sample, tmp_path):
+    codeseed.pack(sample, tmp_path / "a.cseed")
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    os.symlink(elsewhere, out / "inventory")
+    with pytest.raises(UnsafeArchiveError):
+        codeseed.unpack(tmp_path / "a.cseed", out, force=True)
+    assert list(elsewhere.iterdir()) == []
+
+
+# ---------------------------------------------------------------- CLI
+
+def test_cli_exit_codes_and_one_line_errors(sample, tmp_path, capsys):
+    arc = tmp_path / "a.cseed"
+    assert main(["pack", str(sample), "-o", str(arc), "-q"]) == 0
+    assert main(["pack", str(sample), "-o", str(arc), "-q"]) == OutputExistsError.exit_code
+    assert main(["pack", str(tmp_path / "missing"), "-o", str(tmp_path / "b.cseed")]) == InputError.exit_code
+    (tmp_path / "junk.cseed").write_bytes(b"hello world, not an archive at all")
+    assert main(["unpack", str(tmp_path / "junk.cseed"), "-o", str(tmp_path / "o")]) == ArchiveError.exit_code
+    assert main(["test", str(arc), "-q"]) == 0
+    assert main(["info", str(arc), "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert all(line.startswith("codeseed: error: ") for line in err.strip().splitlines())
+
+
+def test_cli_entry_point_runs(sample, tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "codeseed", "info", str(tmp_path / "none.cseed")],
+                       capture_output=True, text=True)
+    assert r.returncode == ArchiveError.exit_code
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
