@@ -12,7 +12,7 @@ from rich.table import Table
 import codeseed
 from codeseed import archive
 from codeseed.errors import CodeseedError
-from codeseed.unpacking import check_paths, decode_entries
+from codeseed.unpacking import check_paths, decode_entries, load_model_for
 
 
 def _human(n: float) -> str:
@@ -24,7 +24,9 @@ def _human(n: float) -> str:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    report = codeseed.pack(args.src, args.output, force=args.force, quiet=args.quiet)
+    mode = "classical" if args.classical else "exact"
+    report = codeseed.pack(args.src, args.output, mode=mode, model=args.model, verify=not args.no_verify,
+                           force=args.force, quiet=args.quiet)
     if not args.quiet:
         print(f"{args.src} -> {report.archive}: {len(report.files)} files, {_human(report.raw_bytes)} -> "
               f"{_human(report.archive_bytes)} ({100 * report.ratio:.1f}%)", file=sys.stderr)
@@ -32,7 +34,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
-    report = codeseed.unpack(args.archive, args.output, force=args.force, quiet=args.quiet)
+    report = codeseed.unpack(args.archive, args.output, model=args.model, force=args.force, quiet=args.quiet)
     if not args.quiet:
         print(f"{args.archive} -> {report.dest}: {report.files} files, {_human(report.bytes)}", file=sys.stderr)
     return 0
@@ -69,7 +71,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     """Decode every entry and check it, writing nothing (like `zstd -t`)."""
     with archive.Archive(args.archive) as arc:
         check_paths(arc.entries)
-        decode_entries(arc)
+        decode_entries(arc, load_model_for(arc, args.model))
         n = len(arc.entries)
     if not args.quiet:
         print(f"{args.archive}: OK ({n} entries)", file=sys.stderr)
@@ -83,11 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+        sp.add_argument("--model", type=Path, help="local Hugging Face model folder (default: the bundled model)")
 
     sp = sub.add_parser("pack", help="pack a source tree into an archive")
     sp.add_argument("src", type=Path, help="folder to pack")
     sp.add_argument("-o", "--output", type=Path, required=True, help="archive to write (.cseed)")
     sp.add_argument("-f", "--force", action="store_true", help="overwrite an existing archive")
+    how = sp.add_mutually_exclusive_group()
+    how.add_argument("--exact", action="store_true", help="lossless: LM range coding or the best classical codec "
+                                                        "per file (the default for now)")
+    how.add_argument("--classical", action="store_true", help="lossless with zstd/xz only: no model, fast")
+    sp.add_argument("--no-verify", action="store_true", help="skip decoding the LM stream again after encoding")
     common(sp)
     sp.set_defaults(func=cmd_pack)
 

@@ -5,7 +5,9 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codeseed import archive, codecs
+from codeseed import archive, codecs, exact
+from codeseed.lmcodec import MixSettings
+from codeseed.model import CodeModel
 from codeseed.errors import InputError, OutputExistsError
 from codeseed.progress import bars
 from codeseed.walk import SourceFile, discover
@@ -49,20 +51,43 @@ def entry_for(f: SourceFile, codec: str, fidelity: str = "exact", meta: dict | N
                          fidelity=fidelity, executable=f.executable, is_symlink=f.is_symlink, meta=meta or {})
 
 
-def pack(src: str | Path, dst: str | Path, *, force: bool = False, quiet: bool = True) -> PackReport:
-    """Pack the tree at `src` into the archive `dst`; classical codecs only (see codeseed.api for modes)."""
+MODES = ("exact", "classical")
+
+
+def pack(src: str | Path, dst: str | Path, *, mode: str = "exact", model: str | Path | CodeModel | None = None,
+         verify: bool = True, settings: MixSettings | None = None, force: bool = False,
+         quiet: bool = True) -> PackReport:
+    """Pack the tree at `src` into the archive `dst`.
+
+    mode "exact": every file byte for byte, each with the smaller of the LM codec (the bundled model,
+    or `model`, a folder or a loaded CodeModel) and the best classical codec. mode "classical":
+    zstd/xz/stored only, no model needed.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
     src, dst = Path(src), Path(dst)
     _check_destination(src, dst, force)
     files = [f for f in discover(src) if (src / f.path).resolve() != dst.resolve()]
-    entries, payloads = [], []
+    header = archive.Header()
     with bars(not quiet) as progress:
-        task = progress.add_task("compress", total=len(files))
-        for f in files:
-            codec, payload = ("stored", f.data) if f.is_symlink else codecs.best_classical(f.data)
-            entries.append(entry_for(f, codec))
-            payloads.append(payload)
-            progress.advance(task)
-    return write_report(dst, archive.Header(), entries, payloads)
+        if mode == "classical":
+            task = progress.add_task("compress", total=len(files))
+            encoded = []
+            for f in files:
+                name, payload = ("stored", f.data) if f.is_symlink else codecs.best_classical(f.data)
+                encoded.append(exact.EncodedFile(name, payload, {}))
+                progress.advance(task)
+        else:
+            lm = load_model(model)
+            settings = settings or MixSettings(window=lm.context)
+            encoded = exact.encode(files, lm, settings, verify=verify, progress=progress)
+            header = archive.Header(model=lm.id.to_dict(), settings=exact.header_settings(lm, settings))
+    entries = [entry_for(f, e.codec, meta=e.meta) for f, e in zip(files, encoded)]
+    return write_report(dst, header, entries, [e.payload for e in encoded])
+
+
+def load_model(model: str | Path | CodeModel | None) -> CodeModel:
+    return model if isinstance(model, CodeModel) else CodeModel(model)
 
 
 def write_report(dst: Path, header: archive.Header, entries: list[archive.Entry], payloads: list[bytes]) -> PackReport:

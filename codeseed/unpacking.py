@@ -10,14 +10,10 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from codeseed import archive, codecs
 from codeseed.errors import ArchiveError, OutputExistsError, UnsafeArchiveError
-
-# Decoders for model-based codecs register here: name -> fn(archive, entries) -> {path: bytes}
-BatchDecoder = Callable[[archive.Archive, list[archive.Entry]], dict[str, bytes]]
-MODEL_DECODERS: dict[str, BatchDecoder] = {}
+from codeseed.progress import bars
 
 
 @dataclass(frozen=True)
@@ -78,20 +74,31 @@ def _check_disk(dest: Path, entries: list[archive.Entry], force: bool) -> None:
                 raise OutputExistsError(f"{target}: is a directory")
 
 
-def decode_entries(arc: archive.Archive) -> dict[str, bytes]:
+def load_model_for(arc: archive.Archive, model=None):
+    """The model an archive needs (checked against its header), or None when it needs none."""
+    if not arc.header.model:
+        return None
+    from codeseed import exact
+    from codeseed.model import CodeModel
+    lm = model if isinstance(model, CodeModel) else CodeModel(model)
+    exact.check_model(arc.header.model, lm)
+    return lm
+
+
+def decode_entries(arc: archive.Archive, model=None, progress=None) -> dict[str, bytes]:
     """Decode every entry and check its size and SHA-256; raise ArchiveError on any mismatch."""
     out: dict[str, bytes] = {}
-    by_codec: dict[str, list[archive.Entry]] = {}
     for e in arc.entries:
-        by_codec.setdefault(e.codec, []).append(e)
-    for codec, group in by_codec.items():
-        if codec in codecs.CLASSICAL:
-            for e in group:
-                out[e.path] = codecs.decode_classical(codec, arc.payload(e))
-        elif codec in MODEL_DECODERS:
-            out.update(MODEL_DECODERS[codec](arc, group))
-        else:
-            raise ArchiveError(f"{arc.path}: unknown codec {codec!r} (archive from a newer codeseed?)")
+        if e.codec in codecs.CLASSICAL:
+            out[e.path] = codecs.decode_classical(e.codec, arc.payload(e))
+        elif e.codec != "lm":
+            raise ArchiveError(f"{arc.path}: unknown codec {e.codec!r} (archive from a newer codeseed?)")
+    if any(e.codec == "lm" for e in arc.entries):
+        from codeseed import exact
+        lm = load_model_for(arc, model)
+        if lm is None:
+            raise ArchiveError(f"{arc.path}: corrupt archive (LM entries but no model in the header)")
+        out.update(exact.decode(arc, out, lm, progress))
     for e in arc.entries:
         data = out[e.path]
         if e.fidelity == "exact" and (len(data) != e.size or hashlib.sha256(data).digest() != e.sha256):
@@ -130,7 +137,8 @@ def write_tree(dest: Path, entries: list[archive.Entry], contents: dict[str, byt
     return total
 
 
-def unpack(src: str | Path, dst: str | Path, *, force: bool = False, quiet: bool = True) -> UnpackReport:
+def unpack(src: str | Path, dst: str | Path, *, model=None, force: bool = False, quiet: bool = True) -> UnpackReport:
+    """Unpack `src` into the folder `dst`; `model` (folder or CodeModel) must be the one that packed it."""
     src, dest = Path(src), Path(dst)
     with archive.Archive(src) as arc:
         check_paths(arc.entries)
@@ -138,7 +146,9 @@ def unpack(src: str | Path, dst: str | Path, *, force: bool = False, quiet: bool
             if e.is_symlink:
                 _check_link_target(e.path, os.fsdecode(arc.payload(e)))
         _check_disk(dest, arc.entries, force)
-        contents = decode_entries(arc)
+        lm = load_model_for(arc, model)  # a wrong model is refused here, before any decoding
+        with bars(not quiet) as progress:
+            contents = decode_entries(arc, lm, progress)
         dest.mkdir(parents=True, exist_ok=True)
         total = write_tree(dest, arc.entries, contents, force)
         return UnpackReport(dest, len(arc.entries), total)

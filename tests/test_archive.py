@@ -36,7 +36,7 @@ def sample(tmp_path: Path) -> Path:
 
 
 def test_round_trip_keeps_bytes_modes_and_empty_files(sample, tmp_path):
-    report = codeseed.pack(sample, tmp_path / "a.cseed")
+    report = codeseed.pack(sample, tmp_path / "a.cseed", mode="classical")
     assert report.archive_bytes < report.raw_bytes
     codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out")
     assert tree_digest(tmp_path / "out") == tree_digest(sample)
@@ -47,8 +47,8 @@ def test_round_trip_keeps_bytes_modes_and_empty_files(sample, tmp_path):
 
 
 def test_same_input_gives_same_bytes(sample, tmp_path):
-    codeseed.pack(sample, tmp_path / "a.cseed")
-    codeseed.pack(sample, tmp_path / "b.cseed")
+    codeseed.pack(sample, tmp_path / "a.cseed", mode="classical")
+    codeseed.pack(sample, tmp_path / "b.cseed", mode="classical")
     assert (tmp_path / "a.cseed").read_bytes() == (tmp_path / "b.cseed").read_bytes()
 
 
@@ -58,7 +58,7 @@ def test_identical_contents_stored_once(tmp_path):
     blob = os.urandom(5000)  # incompressible: a second copy would double the archive
     (src / "one.bin").write_bytes(blob)
     (src / "two.bin").write_bytes(blob)
-    report = codeseed.pack(src, tmp_path / "a.cseed")
+    report = codeseed.pack(src, tmp_path / "a.cseed", mode="classical")
     assert report.archive_bytes < 5000 + 1000
     codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out")
     assert (tmp_path / "out" / "two.bin").read_bytes() == blob
@@ -70,7 +70,7 @@ def test_symlinks_stored_as_links_not_followed(tmp_path):
     (src / "pkg" / "real.py").write_text("x = 1\n")
     os.symlink("real.py", src / "pkg" / "alias.py")
     os.symlink("pkg", src / "pkglink")
-    codeseed.pack(src, tmp_path / "a.cseed")
+    codeseed.pack(src, tmp_path / "a.cseed", mode="classical")
     with archive.Archive(tmp_path / "a.cseed") as arc:
         kinds = {e.path: e.is_symlink for e in arc.entries}
     assert kinds == {"pkg/real.py": False, "pkg/alias.py": True, "pkglink": True}
@@ -89,7 +89,7 @@ def test_gitignore_honoured_outside_git(tmp_path):
         (src / rel).write_text(rel)
     (src / ".git").mkdir()  # not a real repository: must still never be entered
     (src / ".git" / "config").write_text("x")
-    report = codeseed.pack(src, tmp_path / "a.cseed")
+    report = codeseed.pack(src, tmp_path / "a.cseed", mode="classical")
     assert sorted(f.path for f in report.files) == [".gitignore", "a.py", "sub/.gitignore", "sub/keep.txt"]
 
 
@@ -101,7 +101,7 @@ def test_git_ls_files_used_in_work_tree(tmp_path):
     (src / "untracked.py").write_text("b = 2\n")
     (src / "ignored.txt").write_text("no\n")
     os.system(f"git -C {src} init -q && git -C {src} add tracked.py .gitignore")
-    report = codeseed.pack(src, tmp_path / "a.cseed")
+    report = codeseed.pack(src, tmp_path / "a.cseed", mode="classical")
     assert sorted(f.path for f in report.files) == [".gitignore", "tracked.py", "untracked.py"]
 
 
@@ -109,10 +109,10 @@ def test_git_ls_files_used_in_work_tree(tmp_path):
 
 def test_missing_and_empty_input(tmp_path):
     with pytest.raises(InputError):
-        codeseed.pack(tmp_path / "nope", tmp_path / "a.cseed")
+        codeseed.pack(tmp_path / "nope", tmp_path / "a.cseed", mode="classical")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError):
-        codeseed.pack(tmp_path / "empty", tmp_path / "a.cseed")
+        codeseed.pack(tmp_path / "empty", tmp_path / "a.cseed", mode="classical")
     assert not (tmp_path / "a.cseed").exists()
 
 
@@ -126,21 +126,21 @@ def test_unreadable_file(sample, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "read_bytes", deny)
     with pytest.raises(InputError, match="store.py"):
-        codeseed.pack(sample, tmp_path / "a.cseed")
+        codeseed.pack(sample, tmp_path / "a.cseed", mode="classical")
     assert list(tmp_path.glob("*.cseed")) == [] and list(tmp_path.glob(".cseed-*")) == []
 
 
 def test_existing_archive_needs_force(sample, tmp_path):
     (tmp_path / "a.cseed").write_bytes(b"keep me")
     with pytest.raises(OutputExistsError):
-        codeseed.pack(sample, tmp_path / "a.cseed")
+        codeseed.pack(sample, tmp_path / "a.cseed", mode="classical")
     assert (tmp_path / "a.cseed").read_bytes() == b"keep me"
-    codeseed.pack(sample, tmp_path / "a.cseed", force=True)
+    codeseed.pack(sample, tmp_path / "a.cseed", mode="classical", force=True)
     assert (tmp_path / "a.cseed").read_bytes().startswith(archive.MAGIC)
 
 
 def test_unpack_never_overwrites_without_force(sample, tmp_path):
-    codeseed.pack(sample, tmp_path / "a.cseed")
+    codeseed.pack(sample, tmp_path / "a.cseed", mode="classical")
     out = tmp_path / "out"
     (out / "inventory").mkdir(parents=True)
     (out / "inventory" / "store.py").write_text("mine")
@@ -153,7 +153,7 @@ def test_unpack_never_overwrites_without_force(sample, tmp_path):
 
 
 def test_every_flipped_byte_is_detected(sample, tmp_path):
-    codeseed.pack(sample, tmp_path / "a.cseed")
+    codeseed.pack(sample, tmp_path / "a.cseed", mode="classical")
     good = (tmp_path / "a.cseed").read_bytes()
     bad = tmp_path / "bad.cseed"
     for i in range(len(good)):
@@ -165,7 +165,7 @@ def test_every_flipped_byte_is_detected(sample, tmp_path):
 
 @pytest.mark.parametrize("keep", [0, 5, 8, 20, 100, -29, -1])
 def test_truncated_archive(sample, tmp_path, keep):
-    codeseed.pack(sample, tmp_path / "a.cseed")
+    codeseed.pack(sample, tmp_path / "a.cseed", mode="classical")
     data = (tmp_path / "a.cseed").read_bytes()
     (tmp_path / "t.cseed").write_bytes(data[:keep] if keep >= 0 else data[:len(data) + keep])
     with pytest.raises(ArchiveError):
@@ -174,7 +174,7 @@ def test_truncated_archive(sample, tmp_path, keep):
 
 
 def test_wrong_magic_and_newer_version(sample, tmp_path):
-    codeseed.pack(sample, tmp_path / "a.cseed")
+    codeseed.pack(sample, tmp_path / "a.cseed", mode="classical")
     data = (tmp_path / "a.cseed").read_bytes()
     (tmp_path / "m.cseed").write_bytes(b"PK\x03\x04" + data[4:])
     with pytest.raises(ArchiveError, match="not a codeseed archive"):
@@ -213,7 +213,7 @@ def test_unsafe_archives_write_nothing(tmp_path, entries):
 
 
 def test_existing_symlink_in_output_is_not_followed(sample, tmp_path):
-    codeseed.pack(sample, tmp_path / "a.cseed")
+    codeseed.pack(sample, tmp_path / "a.cseed", mode="classical")
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     out.mkdir()
     elsewhere.mkdir()
@@ -227,9 +227,9 @@ def test_existing_symlink_in_output_is_not_followed(sample, tmp_path):
 
 def test_cli_exit_codes_and_one_line_errors(sample, tmp_path, capsys):
     arc = tmp_path / "a.cseed"
-    assert main(["pack", str(sample), "-o", str(arc), "-q"]) == 0
-    assert main(["pack", str(sample), "-o", str(arc), "-q"]) == OutputExistsError.exit_code
-    assert main(["pack", str(tmp_path / "missing"), "-o", str(tmp_path / "b.cseed")]) == InputError.exit_code
+    assert main(["pack", str(sample), "-o", str(arc), "-q", "--classical"]) == 0
+    assert main(["pack", str(sample), "-o", str(arc), "-q", "--classical"]) == OutputExistsError.exit_code
+    assert main(["pack", str(tmp_path / "missing"), "-o", str(tmp_path / "b.cseed"), "--classical"]) == InputError.exit_code
     (tmp_path / "junk.cseed").write_bytes(b"hello world, not an archive at all")
     assert main(["unpack", str(tmp_path / "junk.cseed"), "-o", str(tmp_path / "o")]) == ArchiveError.exit_code
     assert main(["test", str(arc), "-q"]) == 0

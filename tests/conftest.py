@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny model made on the fly, so LM tests need neither the bundled weights nor time."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_tiny_model(dest: Path, seed: int = 0, layers: int = 2, steps: int = 150) -> Path:
+    """A tiny Llama with a BPE tokenizer, both trained briefly on the fixtures and codeseed's own code."""
+    import torch
+
+    from codeseed.train import TrainConfig, export, make_model, train_tokenizer
+    texts = [p.read_text("utf-8") for p in sorted((ROOT / "fixtures").rglob("*"))
+             if p.is_file() and p.suffix in (".py", ".js", ".go", ".c", ".md")]
+    texts += [p.read_text("utf-8") for p in sorted((ROOT / "codeseed").glob("*.py"))]
+    cfg = TrainConfig(vocab_size=512, layers=layers, d_model=32, heads=2, ffn=64, seq_len=64)
+    tok = train_tokenizer(texts, cfg.vocab_size)
+    torch.manual_seed(seed)
+    model = make_model(cfg)
+    if steps:  # a few seconds of training on the same texts, so the LM codec can beat zstd on fixtures
+        ids = [i for t in texts for i in tok.encode(t).ids + [0]]
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(steps):
+            starts = torch.randint(0, len(ids) - 65, (8,), generator=gen).tolist()
+            x = torch.tensor([ids[s:s + 65] for s in starts])
+            loss = torch.nn.functional.cross_entropy(
+                model(x[:, :-1]).logits.reshape(-1, cfg.vocab_size), x[:, 1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    export(model, tok, dest, {"config": {"seq_len": cfg.seq_len}, "note": "test model"})
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_path):
+    from codeseed.model import CodeModel
+    return CodeModel(tiny_model_path)
