@@ -26,7 +26,7 @@ def _human(n: float) -> str:
 def cmd_pack(args: argparse.Namespace) -> int:
     mode = "classical" if args.classical else "exact"
     report = codeseed.pack(args.src, args.output, mode=mode, model=args.model, verify=not args.no_verify,
-                           force=args.force, quiet=args.quiet)
+                           no_ignore=args.no_ignore, force=args.force, quiet=args.quiet)
     if not args.quiet:
         print(f"{args.src} -> {report.archive}: {len(report.files)} files, {_human(report.raw_bytes)} -> "
               f"{_human(report.archive_bytes)} ({100 * report.ratio:.1f}%)", file=sys.stderr)
@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "per file (the default for now)")
     how.add_argument("--classical", action="store_true", help="lossless with zstd/xz only: no model, fast")
     sp.add_argument("--no-verify", action="store_true", help="skip decoding the LM stream again after encoding")
+    sp.add_argument("--no-ignore", action="store_true", help="pack every file: no .gitignore, no git index "
+                                                            "(.git itself is never packed)")
     common(sp)
     sp.set_defaults(func=cmd_pack)
 

@@ -55,19 +55,19 @@ MODES = ("exact", "classical")
 
 
 def pack(src: str | Path, dst: str | Path, *, mode: str = "exact", model: str | Path | CodeModel | None = None,
-         verify: bool = True, settings: MixSettings | None = None, force: bool = False,
+         verify: bool = True, settings: MixSettings | None = None, no_ignore: bool = False, force: bool = False,
          quiet: bool = True) -> PackReport:
     """Pack the tree at `src` into the archive `dst`.
 
     mode "exact": every file byte for byte, each with the smaller of the LM codec (the bundled model,
     or `model`, a folder or a loaded CodeModel) and the best classical codec. mode "classical":
-    zstd/xz/stored only, no model needed.
+    zstd/xz/stored only, no model needed. `no_ignore` packs every file, .gitignore or not.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
     src, dst = Path(src), Path(dst)
     _check_destination(src, dst, force)
-    files = [f for f in discover(src) if (src / f.path).resolve() != dst.resolve()]
+    files = [f for f in discover(src, no_ignore) if (src / f.path).resolve() != dst.resolve()]
     header = archive.Header()
     with bars(not quiet) as progress:
         if mode == "classical":

@@ -36,7 +36,7 @@ def _git_files(root: Path) -> list[str] | None:
     return [p for p in out.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
-def _walk_files(root: Path) -> list[str]:
+def _walk_files(root: Path, honour_ignores: bool = True) -> list[str]:
     found: list[str] = []
     specs: list[tuple[str, pathspec.GitIgnoreSpec]] = []  # (dir relative to root, spec of its .gitignore)
 
@@ -53,7 +53,7 @@ def _walk_files(root: Path) -> list[str]:
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir
         ignore_file = Path(dirpath) / ".gitignore"
-        if ignore_file.is_file():
+        if honour_ignores and ignore_file.is_file():
             specs.append((rel_dir, pathspec.GitIgnoreSpec.from_lines(
                                                                  ignore_file.read_text("utf-8", "replace").splitlines())))
         keep = []
@@ -81,15 +81,19 @@ def sort_key(path: str) -> tuple[str, str, str]:
     return (str(p.parent), p.suffix, p.name)
 
 
-def discover(root: Path) -> list[SourceFile]:
-    """Read every file of the tree under `root`; raise InputError if it is missing, empty or unreadable."""
+def discover(root: Path, no_ignore: bool = False) -> list[SourceFile]:
+    """Read every file of the tree under `root`; raise InputError if it is missing, empty or unreadable.
+
+    By default git decides (tracked + untracked-not-ignored) or, outside a work tree, .gitignore
+    files do; `no_ignore` takes every file (an sdist, say, whose .gitignore names files it ships).
+    """
     if not root.exists():
         raise InputError(f"{root}: no such directory")
     if not root.is_dir():
         raise InputError(f"{root}: not a directory")
-    paths = _git_files(root)
+    paths = None if no_ignore else _git_files(root)
     if paths is None:
-        paths = _walk_files(root)
+        paths = _walk_files(root, honour_ignores=not no_ignore)
     files: list[SourceFile] = []
     for rel in sorted(set(paths), key=sort_key):
         full = root / rel

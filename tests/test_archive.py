@@ -91,6 +91,9 @@ def test_gitignore_honoured_outside_git(tmp_path):
     (src / ".git" / "config").write_text("x")
     report = codeseed.pack(src, tmp_path / "a.cseed", mode="classical")
     assert sorted(f.path for f in report.files) == [".gitignore", "a.py", "sub/.gitignore", "sub/keep.txt"]
+    everything = codeseed.pack(src, tmp_path / "b.cseed", mode="classical", no_ignore=True)
+    assert sorted(f.path for f in everything.files) == [".gitignore", "a.py", "build/out.py", "sub/.gitignore",
+                                                        "sub/keep.txt", "sub/secret.txt", "x.log"]
 
 
 def test_git_ls_files_used_in_work_tree(tmp_path):
