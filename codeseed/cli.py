@@ -78,6 +78,35 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+AUDIT_FAILED = 9
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from codeseed.audit import audit
+    if not args.paths and not args.staged:
+        raise CodeseedError("audit: name files to audit, or use --staged")
+    report = audit(args.paths, staged=args.staged, model=args.model)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return AUDIT_FAILED if report.failed else 0
+    table = Table(title="codeseed audit", title_justify="left")
+    for col in ("path", "bytes", "zstd", "information", "bits/byte", "added", "flags"):
+        table.add_column(col, justify="left" if col in ("path", "flags") else "right")
+    for f in report.files:
+        table.add_row(f.path, f"{f.raw_bytes:,}", f"{f.zstd_bytes:,}", f"{f.info_bytes:,.0f}" + ("" if f.scored else "~"),
+                      f"{f.bits_per_byte:.2f}", f"{f.added_info_bytes:,.0f}", ", ".join(sorted({x.kind for x in f.flags})))
+    Console(width=max(110, Console().width)).print(table)
+    for f in report.files:
+        for flag in f.flags:
+            print(f"{f.path}:{flag.line or 0}: {flag.kind}: {flag.message}")
+    for flag in report.flags:
+        print(f"(change): {flag.kind}: {flag.message}")
+    total = sum(f.added_info_bytes for f in report.files)
+    print(f"{len(report.files)} files, {total:,.0f} bytes of information added; "
+          + ("FAILED" if report.failed else "ok"), file=sys.stderr)
+    return AUDIT_FAILED if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="codeseed", description="Predictive compression of source code.")
     p.add_argument("--version", action="version", version=f"codeseed {codeseed.__version__}")
@@ -112,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("archive", type=Path)
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_info)
+
+    sp = sub.add_parser("audit", help="information and surprise audit of files or staged changes (pre-commit)")
+    sp.add_argument("paths", nargs="*", type=Path, help="files to audit")
+    sp.add_argument("--staged", action="store_true", help="audit the staged changes of the git repository here")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("--model", type=Path, help="local Hugging Face model folder (default: the bundled model)")
+    sp.set_defaults(func=cmd_audit)
 
     sp = sub.add_parser("test", help="decode and check every entry, writing nothing")
     sp.add_argument("archive", type=Path)
