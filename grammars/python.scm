@@ -1,0 +1,29 @@
+; Span kinds for seeded mode. Captures: @import, @name, @comment, @docstring, @string,
+; @signature (kept whole), @exit (return/raise: control flow), and pairs @definition/@control
+; + @body: the header is the text from the start of the definition to the start of its body.
+(import_statement) @import
+(import_from_statement) @import
+(future_import_statement) @import
+
+(function_definition name: (identifier) @name body: (block) @body) @definition
+(class_definition name: (identifier) @name body: (block) @body) @definition
+(decorator) @signature
+
+(if_statement consequence: (block) @body) @control
+(elif_clause consequence: (block) @body) @control
+(else_clause body: (block) @body) @control
+(for_statement body: (block) @body) @control
+(while_statement body: (block) @body) @control
+(try_statement body: (block) @body) @control
+(except_clause (block) @body) @control
+(finally_clause (block) @body) @control
+(with_statement body: (block) @body) @control
+(match_statement body: (block) @body) @control
+
+(return_statement) @exit
+(raise_statement) @exit
+
+(module . (expression_statement (string) @docstring))
+(block . (expression_statement (string) @docstring))
+(comment) @comment
+(string) @string
