@@ -12,6 +12,7 @@ from rich.table import Table
 import codeseed
 from codeseed import archive
 from codeseed.errors import CodeseedError
+from codeseed.packing import DEFAULT_BUDGET
 from codeseed.unpacking import check_paths, decode_entries, load_model_for
 
 
@@ -24,8 +25,9 @@ def _human(n: float) -> str:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    mode = "classical" if args.classical else "exact"
-    report = codeseed.pack(args.src, args.output, mode=mode, model=args.model, verify=not args.no_verify,
+    mode = "classical" if args.classical else "seeded" if args.seeded else "exact"
+    report = codeseed.pack(args.src, args.output, mode=mode, model=args.model, budget=args.budget,
+                           verify=not args.no_verify,
                            no_ignore=args.no_ignore, force=args.force, quiet=args.quiet)
     if not args.quiet:
         print(f"{args.src} -> {report.archive}: {len(report.files)} files, {_human(report.raw_bytes)} -> "
@@ -57,7 +59,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         table.add_column(col, justify=just)
     for e in entries:
         name = e.path + (" -> (link)" if e.is_symlink else "") + (" *" if e.executable else "")
-        table.add_row(name, str(e.size), str(e.length), e.codec, e.fidelity)
+        fid = e.fidelity
+        if "budget" in e.meta:
+            fid += f" (budget {e.meta['budget']:.2f}, AST sim {e.meta['similarity']:.2f})"
+        table.add_row(name, str(e.size), str(e.length), e.codec, fid)
     raw = sum(e.size for e in entries)
     table.add_section()
     table.add_row(f"{len(entries)} entries", str(raw), str(size), "", f"{100 * size / raw:.1f}%" if raw else "")
@@ -124,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--exact", action="store_true", help="lossless: LM range coding or the best classical codec "
                                                         "per file (the default for now)")
     how.add_argument("--classical", action="store_true", help="lossless with zstd/xz only: no model, fast")
+    how.add_argument("--seeded", action="store_true", help="lossy, parse-checked: keep a seed of each source file "
+                                                          "and let the model regenerate the rest")
+    sp.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
+                    help=f"seeded mode: seed size as a fraction of the exact size (default {DEFAULT_BUDGET})")
     sp.add_argument("--no-verify", action="store_true", help="skip decoding the LM stream again after encoding")
     sp.add_argument("--no-ignore", action="store_true", help="pack every file: no .gitignore, no git index "
                                                             "(.git itself is never packed)")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from codeseed import archive, codecs
-from codeseed.errors import ArchiveError, OutputExistsError, UnsafeArchiveError
+from codeseed.errors import ArchiveError, OutputExistsError, UnsafeArchiveError, VerificationError
 from codeseed.progress import bars
 
 
@@ -99,11 +99,34 @@ def decode_entries(arc: archive.Archive, model=None, progress=None) -> dict[str,
         if lm is None:
             raise ArchiveError(f"{arc.path}: corrupt archive (LM entries but no model in the header)")
         out.update(exact.decode(arc, out, lm, progress))
+    seeded_entries = [e for e in arc.entries if e.fidelity != "exact"]
+    if seeded_entries:
+        _reconstruct(arc, seeded_entries, out, load_model_for(arc, model), progress)
     for e in arc.entries:
         data = out[e.path]
         if e.fidelity == "exact" and (len(data) != e.size or hashlib.sha256(data).digest() != e.sha256):
             raise ArchiveError(f"{arc.path}: corrupt archive ({e.path!r} does not match its SHA-256)")
     return out
+
+
+def _reconstruct(arc: archive.Archive, entries: list[archive.Entry], out: dict[str, bytes], lm, progress) -> None:
+    """Regenerate seeded files from their seeds; each must match the reconstruction pack verified."""
+    from codeseed import seeded
+    if lm is None:
+        raise ArchiveError(f"{arc.path}: corrupt archive (seeded entries but no model in the header)")
+    try:
+        seeds = [seeded.Seed.parse(out[e.path], [int(h) for h in e.meta["holes"]]) for e in entries]
+    except (KeyError, ValueError, TypeError):
+        raise ArchiveError(f"{arc.path}: corrupt archive (bad seed)") from None
+    differs = []
+    for e, recon in zip(entries, seeded.reconstruct(lm, seeds, progress)):
+        if hashlib.sha256(recon).hexdigest() != e.meta.get("recon"):
+            differs.append(e.path)
+        out[e.path] = recon
+    if differs:
+        raise VerificationError(f"{arc.path}: this machine's model output differs from the reconstruction pack "
+                                f"verified for {len(differs)} file(s): {', '.join(differs[:5])}"
+                                + (" ..." if len(differs) > 5 else ""))
 
 
 def _write_atomic(target: Path, data: bytes, executable: bool) -> None:

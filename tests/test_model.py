@@ -1,0 +1,68 @@
+"""The model API: scoring, fill-in-the-middle, FIM formats, and the shipped model offline."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from codeseed import fim
+from codeseed.model import CodeModel, bundled_path
+from tests.test_archive import FIXTURE
+
+
+def test_token_bits_over_windows_matches_a_plain_forward_pass(tiny_model):
+    text = (FIXTURE / "inventory" / "store.py").read_text()
+    ids = tiny_model.encode(text)
+    assert len(ids) > 3 * tiny_model.context  # several windows
+    bits = tiny_model.token_bits(ids)
+    assert bits.shape == (len(ids),) and np.all(bits > 0)
+    first = [tiny_model.bos] + ids[:tiny_model.context - 1]
+    with torch.no_grad():
+        logp = torch.log_softmax(tiny_model.model(torch.tensor([first])).logits[0].double(), -1)
+    direct = -logp[torch.arange(len(first) - 1), torch.tensor(first[1:])].numpy() / np.log(2)
+    assert np.allclose(bits[:len(direct)], direct, rtol=1e-5)
+    assert tiny_model.score([text])[0].sum() == pytest.approx(bits.sum())
+
+
+def test_fill_is_deterministic_batched_and_capped(tiny_model):
+    text = (FIXTURE / "inventory" / "models.py").read_text()
+    cuts = [(200, 260), (500, 540), (900, 1000)]
+    pre = [text[:a] for a, b in cuts]
+    suf = [text[b:] for a, b in cuts]
+    together = tiny_model.fill(pre, suf, max_tokens=[5, 8, 12])
+    alone = [tiny_model.fill([p], [s], max_tokens=m)[0] for p, s, m in zip(pre, suf, [5, 8, 12])]
+    assert together == alone
+    assert together == tiny_model.fill(pre, suf, max_tokens=[5, 8, 12])
+    for mid, cap in zip(together, [5, 8, 12]):
+        assert len(tiny_model.encode(mid)) <= cap + 1  # re-tokenizing may merge differently
+
+
+@pytest.mark.parametrize("fmt", fim.FORMATS, ids=lambda f: f.name)
+def test_fim_formats_detected_from_vocabulary(fmt):
+    vocab = {t: i for i, t in enumerate(["a", "b", fmt.prefix, fmt.suffix, fmt.middle, *fmt.stops])}
+    assert fim.detect(vocab).prefix == fmt.prefix
+    assert fmt.prompt("P", "S") == f"{fmt.prefix}P{fmt.suffix}S{fmt.middle}"
+
+
+def test_model_without_fim_tokens_is_a_clear_error():
+    with pytest.raises(fim.NoFimError, match="no fill-in-the-middle tokens"):
+        fim.detect({"a": 0, "<|endoftext|>": 1})
+
+
+def test_shipped_model_loads_and_scores_with_the_network_cut():
+    assert (bundled_path() / "model.safetensors").is_file(), "the bundled model is missing"
+    code = ("from codeseed.model import CodeModel; m = CodeModel(); "
+            "b = m.score(['def add(a, b):\\n    return a + b\\n'])[0]; "
+            "assert m.fim_format.name == 'starcoder'; print(m.id.sha256, float(b.sum()) / 30)")
+    cmd = [sys.executable, "-c", code]
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"]).returncode == 0:
+        cmd = ["unshare", "-n"] + cmd
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    sha, bpb = r.stdout.split()
+    assert sha == CodeModel().id.sha256
+    assert 0 < float(bpb) < 3.0  # a trained model, not random weights (~13 bits/byte)

@@ -1,0 +1,85 @@
+"""Seeded mode mechanics: seeds, reconstruction, the unpack check of the verified reconstruction."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+import codeseed
+from codeseed import archive, assess, seeded, select, spans
+from codeseed.errors import VerificationError
+from tests.test_archive import FIXTURE
+
+
+def seed_for(model, data: bytes, budget: float) -> seeded.Seed:
+    pieces = assess.assess(model, spans.load("python"), data)
+    total = sum(p.bits for p in pieces)
+    kept = select.greedy(select.Problem([p.value for p in pieces], [p.bits for p in pieces], budget * total)).kept
+    return seeded.build_seed(model, data, pieces, kept)
+
+
+def test_seed_keeps_text_in_order_and_round_trips(tiny_model):
+    data = (FIXTURE / "inventory" / "store.py").read_bytes()
+    seed = seed_for(tiny_model, data, 0.5)
+    assert 0 < len(seed.hints) and len(seed.kept) == len(seed.hints) + 1
+    assert len(seed.text()) < len(data)
+    it = 0
+    for run in seed.kept:  # every kept run appears in the original, in order
+        it = data.index(run, it) + len(run)
+    assert seeded.Seed.parse(seed.text(), seed.hints) == seed
+    with pytest.raises(ValueError):
+        seeded.Seed.parse(seed.text(), seed.hints[:-1])
+
+
+def test_assess_prefers_names_used_elsewhere(tiny_model):
+    data = (FIXTURE / "inventory" / "store.py").read_bytes()
+    alone = assess.assess(tiny_model, spans.load("python"), data)
+    shared = assess.assess(tiny_model, spans.load("python"), data, {b"Store"})
+    i = next(k for k, p in enumerate(alone) if p.kind == "name" and data[p.start:p.end] == b"Store")
+    assert shared[i].value == pytest.approx(2 * alone[i].value)
+    assert sum(p.end - p.start for p in alone) == len(data)
+
+
+def test_reconstruction_is_deterministic_and_keeps_seed_runs(tiny_model):
+    files = [(FIXTURE / "inventory" / n).read_bytes() for n in ("store.py", "models.py")]
+    seeds = [seed_for(tiny_model, d, 0.6) for d in files]
+    first = seeded.reconstruct(tiny_model, seeds)
+    assert first == seeded.reconstruct(tiny_model, seeds)
+    assert first[0] == seeded.reconstruct(tiny_model, seeds[:1])[0]  # other files do not change a file
+    assert first[1] == seeded.reconstruct(tiny_model, seeds[1:])[0]
+    for seed, recon in zip(seeds, first):
+        it = 0
+        for run in seed.kept:
+            it = recon.index(run, it) + len(run)
+
+
+def crafted_seeded_archive(tmp_path, model, recon_sha: str | None = None):
+    data = (FIXTURE / "inventory" / "store.py").read_bytes()
+    seed = seed_for(model, data, 0.5)
+    recon = seeded.reconstruct(model, [seed])[0]
+    meta = {"holes": seed.hints, "budget": 0.5, "recon": recon_sha or hashlib.sha256(recon).hexdigest(),
+            "similarity": 0.0}
+    e = archive.Entry("store.py", len(data), hashlib.sha256(data).digest(), "stored", "seeded", meta=meta)
+    dst = tmp_path / "s.cseed"
+    archive.write(dst, archive.Header(model=model.id.to_dict()), [e], [seed.text()])
+    return dst, recon
+
+
+def test_unpack_reproduces_the_verified_reconstruction(tmp_path, tiny_model):
+    dst, recon = crafted_seeded_archive(tmp_path, tiny_model)
+    codeseed.unpack(dst, tmp_path / "out", model=tiny_model)
+    assert (tmp_path / "out" / "store.py").read_bytes() == recon
+
+
+def test_unpack_refuses_a_reconstruction_that_differs(tmp_path, tiny_model):
+    dst, _ = crafted_seeded_archive(tmp_path, tiny_model, recon_sha="0" * 64)
+    with pytest.raises(VerificationError, match="store.py"):
+        codeseed.unpack(dst, tmp_path / "out", model=tiny_model)
+    assert not (tmp_path / "out").exists()
+
+
+def test_ast_similarity_ignores_comments_and_sees_changes():
+    lang = spans.load("python")
+    a = b"def f(x):\n    return x + 1\n"
+    assert seeded.ast_similarity(lang, a, b"# note\ndef f(x):\n    return x + 1  # same\n") == 1.0
+    assert seeded.ast_similarity(lang, a, b"def f(x):\n    if x:\n        return 2\n    return x\n") < 0.9
