@@ -12,7 +12,7 @@ from rich.table import Table
 import codeseed
 from codeseed import archive
 from codeseed.errors import CodeseedError
-from codeseed.packing import DEFAULT_BUDGET
+from codeseed.packing import DEFAULT_BUDGET, DEFAULT_MIN_SIMILARITY
 from codeseed.unpacking import check_paths, decode_entries, load_model_for
 
 
@@ -26,13 +26,35 @@ def _human(n: float) -> str:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     mode = "classical" if args.classical else "seeded" if args.seeded else "exact"
+    if args.test_cmd and mode != "seeded":
+        raise CodeseedError("--test-cmd checks seeded reconstructions: use it with --seeded")
     report = codeseed.pack(args.src, args.output, mode=mode, model=args.model, budget=args.budget,
-                           verify=not args.no_verify,
+                           min_similarity=args.min_similarity, test_cmd=args.test_cmd, test_timeout=args.test_timeout,
+                           allow_failing_tests=args.allow_failing_tests, verify=not args.no_verify,
                            no_ignore=args.no_ignore, force=args.force, quiet=args.quiet)
+    if args.json:
+        print(json.dumps({"archive": str(report.archive), "archive_bytes": report.archive_bytes,
+                          "raw_bytes": report.raw_bytes, "test_runs": report.test_runs,
+                          "files": [f.__dict__ for f in report.files]}, indent=2))
+    elif mode == "seeded" and not args.quiet:
+        _pack_table(report)
     if not args.quiet:
         print(f"{args.src} -> {report.archive}: {len(report.files)} files, {_human(report.raw_bytes)} -> "
-              f"{_human(report.archive_bytes)} ({100 * report.ratio:.1f}%)", file=sys.stderr)
+              f"{_human(report.archive_bytes)} ({100 * report.ratio:.1f}%)"
+              + (f", {report.test_runs} test runs" if report.test_runs else ""), file=sys.stderr)
     return 0
+
+
+def _pack_table(report) -> None:
+    table = Table(title="seeded pack", title_justify="left")
+    for col in ("path", "fidelity", "budget", "bytes", "stored"):
+        table.add_column(col, justify="left" if col in ("path", "fidelity") else "right")
+    counts: dict[str, int] = {}
+    for f in report.files:
+        counts[f.fidelity] = counts.get(f.fidelity, 0) + 1
+        table.add_row(f.path, f.fidelity, "" if f.budget is None else f"{f.budget:.2f}", str(f.size), str(f.stored_bytes))
+    Console(stderr=True).print(table)
+    print("fidelity: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=sys.stderr)
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
@@ -112,6 +134,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return AUDIT_FAILED if report.failed else 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Unpack into a temporary folder and run the tests there."""
+    import tempfile
+
+    from codeseed.errors import VerificationError
+    from codeseed.verify import SuiteRunner
+    with tempfile.TemporaryDirectory(prefix="codeseed-verify-") as tmp:
+        codeseed.unpack(args.archive, Path(tmp) / "tree", model=args.model, quiet=args.quiet)
+        if not SuiteRunner(args.test_cmd, args.test_timeout).passes(Path(tmp) / "tree"):
+            raise VerificationError(f"{args.archive}: the test command fails on the unpacked tree")
+    if not args.quiet:
+        print(f"{args.archive}: tests pass on the unpacked tree", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="codeseed", description="Predictive compression of source code.")
     p.add_argument("--version", action="version", version=f"codeseed {codeseed.__version__}")
@@ -133,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "and let the model regenerate the rest")
     sp.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
                     help=f"seeded mode: seed size as a fraction of the exact size (default {DEFAULT_BUDGET})")
+    sp.add_argument("--min-similarity", type=float, default=DEFAULT_MIN_SIMILARITY,
+                    help=f"seeded mode: least AST similarity of a reconstruction (default {DEFAULT_MIN_SIMILARITY})")
+    sp.add_argument("--test-cmd", help="seeded mode: shell command that must pass in the reconstructed tree")
+    sp.add_argument("--test-timeout", type=float, default=300.0, help="seconds per test run (default 300)")
+    sp.add_argument("--allow-failing-tests", action="store_true",
+                    help="pack even when the test command fails on the original tree (tests then check nothing)")
+    sp.add_argument("--json", action="store_true", help="print the pack report as JSON")
     sp.add_argument("--no-verify", action="store_true", help="skip decoding the LM stream again after encoding")
     sp.add_argument("--no-ignore", action="store_true", help="pack every file: no .gitignore, no git index "
                                                             "(.git itself is never packed)")
@@ -157,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.add_argument("--model", type=Path, help="local Hugging Face model folder (default: the bundled model)")
     sp.set_defaults(func=cmd_audit)
+
+    sp = sub.add_parser("verify", help="unpack to a temporary folder and run the project's tests there")
+    sp.add_argument("archive", type=Path)
+    sp.add_argument("--test-cmd", required=True, help="shell command run in the unpacked tree")
+    sp.add_argument("--test-timeout", type=float, default=300.0)
+    common(sp)
+    sp.set_defaults(func=cmd_verify)
 
     sp = sub.add_parser("test", help="decode and check every entry, writing nothing")
     sp.add_argument("archive", type=Path)

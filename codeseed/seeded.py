@@ -122,37 +122,54 @@ def seedable(f: SourceFile) -> spans.Language | None:
     return None if spans.has_errors(lang, f.data) else lang
 
 
-def plan(files: list[SourceFile], model, budget: float, progress=None) -> dict[int, SeededFile]:
-    """Seeds for the files that reconstruct to clean parses within budget; others stay exact."""
-    langs = {i: lang for i, f in enumerate(files) if (lang := seedable(f))}
-    shared = assess.names_elsewhere({files[i].path: files[i].data for i in langs})
-    task = progress.add_task("assess", total=len(langs)) if progress else None
-    pieces = {}
-    for i in langs:
-        pieces[i] = assess.assess(model, langs[i], files[i].data, shared[files[i].path])
-        if progress:
-            progress.advance(task)
-    budgets = {i: budget for i in langs}
-    done: dict[int, SeededFile] = {}
-    pending = [i for i in langs if budget < 1.0]
-    while pending:
-        seeds = {}
-        for i in pending:
-            ps = pieces[i]
-            exact_bits = sum(p.bits for p in ps)
-            prob = select.Problem([p.value for p in ps], [p.bits for p in ps], budgets[i] * exact_bits, HOLE_BITS)
-            seeds[i] = build_seed(model, files[i].data, ps, select.greedy(prob).kept)
-        recon = dict(zip(pending, reconstruct(model, [seeds[i] for i in pending], progress)))
-        retry = []
-        for i in pending:
-            lang, data = langs[i], files[i].data
-            if not seeds[i].hints:
-                continue  # nothing dropped: exact mode stores it as well
-            if spans.has_errors(lang, recon[i]):
+class Planner:
+    """Seeds for a repository's files, re-plannable per file at a higher budget (verify.py does)."""
+
+    def __init__(self, files: list[SourceFile], model, min_similarity: float = 0.0, progress=None):
+        self.files, self.model, self.min_similarity, self.progress = files, model, min_similarity, progress
+        self.langs = {i: lang for i, f in enumerate(files) if (lang := seedable(f))}
+        shared = assess.names_elsewhere({files[i].path: files[i].data for i in self.langs})
+        task = progress.add_task("assess", total=len(self.langs)) if progress else None
+        self.pieces = {}
+        for i in self.langs:
+            self.pieces[i] = assess.assess(model, self.langs[i], files[i].data, shared[files[i].path])
+            if progress:
+                progress.advance(task)
+
+    def seed(self, i: int, budget: float) -> Seed:
+        ps = self.pieces[i]
+        exact_bits = sum(p.bits for p in ps)
+        prob = select.Problem([p.value for p in ps], [p.bits for p in ps], budget * exact_bits, HOLE_BITS)
+        return build_seed(self.model, self.files[i].data, ps, select.greedy(prob).kept)
+
+    def plan(self, budgets: dict[int, float]) -> dict[int, SeededFile]:
+        """For each file, the first budget from budgets[i] up (in BUDGET_STEP) whose reconstruction
+        parses cleanly and reaches min_similarity; files that get there below 1.0 are returned."""
+        budgets = {i: b for i, b in budgets.items() if i in self.langs}
+        done: dict[int, SeededFile] = {}
+        pending = [i for i, b in budgets.items() if b < 1.0]
+        while pending:
+            seeds = {i: self.seed(i, budgets[i]) for i in pending}
+            recon = dict(zip(pending, reconstruct(self.model, [seeds[i] for i in pending], self.progress)))
+            retry = []
+            for i in pending:
+                lang, data = self.langs[i], self.files[i].data
+                if not seeds[i].hints:
+                    continue  # nothing dropped: exact mode stores it as well
+                ok = not spans.has_errors(lang, recon[i])
+                sim = ast_similarity(lang, data, recon[i]) if ok else 0.0
+                if ok and sim >= self.min_similarity:
+                    done[i] = SeededFile(seeds[i], recon[i], budgets[i], sim)
+                    continue
                 budgets[i] += BUDGET_STEP
                 if budgets[i] < 1.0:
                     retry.append(i)
-                continue
-            done[i] = SeededFile(seeds[i], recon[i], budgets[i], ast_similarity(lang, data, recon[i]))
-        pending = retry
-    return done
+            pending = retry
+        return done
+
+
+def plan(files: list[SourceFile], model, budget: float, min_similarity: float = 0.0,
+         progress=None) -> dict[int, SeededFile]:
+    """Seeds for the files that reconstruct to clean parses within budget; others stay exact."""
+    planner = Planner(files, model, min_similarity, progress)
+    return planner.plan({i: budget for i in planner.langs})
