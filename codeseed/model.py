@@ -136,7 +136,12 @@ class CodeModel:
 
     @torch.no_grad()
     def fill(self, prefixes: list[str], suffixes: list[str], max_tokens: int | list[int] = 64) -> list[str]:
-        """Greedy FIM middles, batched with a KV cache; deterministic. Stops at the format's stop tokens."""
+        """Greedy FIM middles, batched with a KV cache. Stops at the format's stop tokens or the cap.
+
+        Deterministic for the same call; a different batch (other prompts beside this one) can change
+        a fill, because left padding changes the numerics (measured). Callers that need the same
+        output on another run must batch the same way (seeded.reconstruct fills files one by one).
+        """
         from transformers import DynamicCache
         fmt = self.fim_format
         vocab = self.tokenizer.get_vocab()

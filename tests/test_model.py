@@ -28,15 +28,17 @@ def test_token_bits_over_windows_matches_a_plain_forward_pass(tiny_model):
     assert tiny_model.score([text])[0].sum() == pytest.approx(bits.sum())
 
 
-def test_fill_is_deterministic_batched_and_capped(tiny_model):
+def test_fill_is_deterministic_and_capped(tiny_model):
+    # Deterministic for the same call. Not invariant to batch composition (left padding changes the
+    # numerics; measured), which is why seeded reconstruction fills each file on its own.
     text = (FIXTURE / "inventory" / "models.py").read_text()
     cuts = [(200, 260), (500, 540), (900, 1000)]
     pre = [text[:a] for a, b in cuts]
     suf = [text[b:] for a, b in cuts]
     together = tiny_model.fill(pre, suf, max_tokens=[5, 8, 12])
-    alone = [tiny_model.fill([p], [s], max_tokens=m)[0] for p, s, m in zip(pre, suf, [5, 8, 12])]
-    assert together == alone
     assert together == tiny_model.fill(pre, suf, max_tokens=[5, 8, 12])
+    alone = tiny_model.fill(pre[:1], suf[:1], max_tokens=5)
+    assert alone == tiny_model.fill(pre[:1], suf[:1], max_tokens=5)
     for mid, cap in zip(together, [5, 8, 12]):
         assert len(tiny_model.encode(mid)) <= cap + 1  # re-tokenizing may merge differently
 
