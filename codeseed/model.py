@@ -147,7 +147,9 @@ class CodeModel:
         vocab = self.tokenizer.get_vocab()
         stops = {vocab[s] for s in fmt.stops if s in vocab} | {self.tokenizer.eos_token_id}
         limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prefixes)
-        room = self.context - max(limits) - 4
+        # prompt room: the context minus the longest fill; a hole longer than the context still gets
+        # some context on both sides (its fill will be poor, and pack's checks will catch that)
+        room = max(32, self.context - max(limits) - 4)
         prompts = []
         for p, s in zip(prefixes, suffixes):
             pi, si = self.encode(p), self.encode(s)

@@ -40,7 +40,7 @@ class PackReport:
         return self.archive_bytes / self.raw_bytes if self.raw_bytes else 0.0
 
 
-def _check_destination(src: Path, dst: Path, force: bool) -> None:
+def _check_destination(dst: Path, force: bool) -> None:
     if dst.exists() and not force:
         raise OutputExistsError(f"{dst}: already exists (use --force to overwrite)")
     if dst.is_dir():
@@ -77,7 +77,7 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "exact", model: str | 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
     src, dst = Path(src), Path(dst)
-    _check_destination(src, dst, force)
+    _check_destination(dst, force)
     files = [f for f in discover(src, no_ignore) if (src / f.path).resolve() != dst.resolve()]
     header = archive.Header()
     fidelity = ["exact"] * len(files)

@@ -1,0 +1,68 @@
+"""Write MODEL_CARD.md beside a model exported by `python -m codeseed.train --export`.
+
+    python benchmarks/write_model_card.py codeseed/models/codeseed-small EVAL.json
+
+EVAL.json comes from benchmarks/model_eval.py. Every figure on the card is read from training.json
+(written at export) or EVAL.json: nothing here is typed by hand.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+
+def main() -> None:
+    model_dir, eval_json = Path(sys.argv[1]), Path(sys.argv[2])
+    meta = json.loads((model_dir / "training.json").read_text())
+    ev = json.loads(eval_json.read_text())
+    cfg, state, corpus = meta["config"], meta["state"], meta["corpus"]
+    man = corpus["manifest"]
+    conf = json.loads((model_dir / "config.json").read_text())
+    weights = (model_dir / "model.safetensors").stat().st_size
+    from safetensors.numpy import load_file
+    n_params = sum(v.size for v in load_file(model_dir / "model.safetensors").values())
+    curve = "\n".join(f"| {c['minutes']} | {c['step']} | {c['tokens'] / 1e6:.1f}M | {c['val_bpb']} |"
+                      for c in state["curve"])
+    fb, fd = ev.get("fim_body", {}), ev.get("fim_docstring", {})
+    card = f"""# codeseed-small
+
+A small fill-in-the-middle code model, trained by codeseed's own command on this machine's CPU.
+
+| | |
+|---|---|
+| architecture | Llama (transformers `LlamaForCausalLM`), {conf['num_hidden_layers']} layers, d_model {conf['hidden_size']}, {conf['num_attention_heads']} heads, FFN {conf['intermediate_size']}, tied embeddings, RoPE |
+| parameters | {n_params / 1e6:.2f}M ({weights / 1e6:.1f} MB float32 safetensors) |
+| tokenizer | byte-level BPE, {conf['vocab_size']} tokens, StarCoder FIM sentinels (`<fim_prefix>`, `<fim_suffix>`, `<fim_middle>`), `<|endoftext|>` ends a middle |
+| context | {cfg['seq_len']} tokens (codeseed's codec rebuilds its cache from the last {cfg['seq_len'] // 2} when full) |
+| training | {state['step']:,} steps of {cfg['batch']} x {cfg['seq_len']} tokens = {state['tokens'] / 1e6:.1f}M tokens, {state['elapsed_s'] / 3600:.2f} h wall time, {cfg['threads']} CPU threads ({platform.machine()}), bf16 autocast + torch.compile, AdamW peak LR {cfg['peak_lr']}, cosine over the wall-clock budget; {int(cfg['fim_rate'] * 100)}% FIM rows (PSM and SPM, AST-span and random splits) |
+| corpus | CPython {'.'.join(platform.python_version_tuple()[:2])} standard library + site-packages `.py` files of the base interpreter, deduplicated by content, files over 1 MB and generated/minified files skipped: {man['files']:,} files, {man['bytes'] / 1e6:.1f} MB, content hash `{man['content_hash'][:16]}...` ({corpus['train_files']:,} train / {corpus['val_files']:,} validation files, {corpus['train_tokens'] / 1e6:.1f}M train tokens); skipped {man['skipped']} |
+| never trained on | `../shared/eval-public` (tinydb, semver, schedule: excluded by name even if installed), codeseed's fixtures and tests |
+| torch | {meta.get('torch', '?')} |
+
+## Held-out results (`benchmarks/model_eval.py`)
+
+| measure | value |
+|---|---|
+| bits/byte, model alone, on the {ev['py_files']} `.py` files of eval-public ({ev['py_bytes']:,} bytes; never trained on) | **{ev['bits_per_byte']:.3f}** |
+| FIM on {fb.get('n', 0)} function bodies: stops by itself / filled file parses | {100 * fb.get('stop_rate', 0):.0f}% / {100 * fb.get('parse_rate', 0):.0f}% |
+| FIM on {fd.get('n', 0)} docstrings: stops by itself / filled file parses | {100 * fd.get('stop_rate', 0):.0f}% / {100 * fd.get('parse_rate', 0):.0f}% |
+
+Model SHA-256 (codeseed's identity hash over weights, config and tokenizer): `{ev['model']['sha256']}`
+
+## Training curve (validation bits/byte on the held-out 1% of the corpus)
+
+| minutes | step | tokens | val bits/byte |
+|---|---|---|---|
+{curve}
+
+Reproduce: `python -m codeseed.train --out runs/small --hours H` (resumable), then
+`python -m codeseed.train --out runs/small --export codeseed/models/codeseed-small`.
+"""
+    (model_dir / "MODEL_CARD.md").write_text(card)
+    print(card)
+
+
+if __name__ == "__main__":
+    main()
