@@ -35,19 +35,10 @@ class Piece:
 
 
 def byte_bits(model, data: bytes) -> np.ndarray:
-    """Bits per byte position: each token's surprisal spread over the bytes it covers."""
+    """Bits per byte position: each character's bits spread over its UTF-8 bytes."""
     text = data.decode("utf-8")
-    enc = model.fast.encode(text, add_special_tokens=False)
-    bits = model.token_bits(enc.ids)
-    # char offsets -> byte offsets
-    char_to_byte = np.zeros(len(text) + 1, dtype=np.int64)
-    char_to_byte[1:] = np.cumsum([len(c.encode("utf-8")) for c in text])
-    out = np.zeros(len(data), dtype=np.float64)
-    for b, (s, e) in zip(bits, enc.offsets):
-        bs, be = char_to_byte[s], char_to_byte[e]
-        if be > bs:
-            out[bs:be] += b / (be - bs)
-    return out
+    widths = np.array([len(c.encode("utf-8")) for c in text], dtype=np.int64)
+    return np.repeat(model.char_bits(text) / np.maximum(widths, 1), widths)
 
 
 def names_elsewhere(files: dict[str, bytes]) -> dict[str, set[bytes]]:

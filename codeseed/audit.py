@@ -83,17 +83,6 @@ class AuditReport:
                 "added_info_bytes": sum(f.added_info_bytes for f in self.files)}
 
 
-def _char_bits(model, text: str) -> np.ndarray:
-    """Bits per character: each token's bits spread evenly over the characters it covers."""
-    enc = model.fast.encode(text, add_special_tokens=False)
-    bits = model.token_bits(enc.ids)
-    per_char = np.zeros(len(text), dtype=np.float64)
-    for b, (s, e) in zip(bits, enc.offsets):
-        if e > s:
-            per_char[s:e] += b / (e - s)
-    return per_char
-
-
 def _surprising_lines(text: str, per_char: np.ndarray, cfg: AuditConfig) -> list[Flag]:
     flags = []
     lines = text.splitlines(keepends=True)
@@ -148,7 +137,7 @@ def audit_file(path: str, data: bytes, old: bytes | None, model, cfg: AuditConfi
     if text is None:
         fa.flags.append(Flag("binary", "binary or not UTF-8 text"))
     if text is not None and 0 < len(data) <= cfg.max_score_bytes:
-        per_char = _char_bits(model, text)
+        per_char = model.char_bits(text)
         fa.scored = True
         fa.info_bytes = float(per_char.sum()) / 8
         try:

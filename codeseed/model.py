@@ -128,6 +128,16 @@ class CodeModel:
             done += len(take)
         return bits
 
+    def char_bits(self, text: str) -> np.ndarray:
+        """Bits per character: each token's surprisal spread evenly over the characters it covers."""
+        enc = self.fast.encode(text, add_special_tokens=False)
+        bits = self.token_bits(enc.ids)
+        per_char = np.zeros(len(text), dtype=np.float64)
+        for b, (s, e) in zip(bits, enc.offsets):
+            if e > s:
+                per_char[s:e] += b / (e - s)
+        return per_char
+
     def score(self, texts: list[str]) -> list[np.ndarray]:
         """Per-token surprisal in bits for each text (an estimate of its exact-mode cost)."""
         return [self.token_bits(self.encode(t)) for t in texts]
