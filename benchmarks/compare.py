@@ -119,6 +119,9 @@ def main() -> None:
                 print(f"{root.name}: codeseed {mode} ...", file=sys.stderr, flush=True)
                 row[f"codeseed {mode}"] = run_codeseed(root, work, mode, model, settings)
             results.append(row)
+            print(json.dumps(row), flush=True)  # each project as soon as it is done
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2))
     cols = [c for c in results[0] if c not in ("project", "files")] if results else []
     table = Table(title="bytes (ratio to xz -9e)" + (" - .py files only" if args.py_only else ""))
     table.add_column("project")

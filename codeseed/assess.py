@@ -8,7 +8,8 @@ Why surprisal: a piece the model predicts well (low bits) is regenerated well wh
 keeping it gains little; a surprising piece is what the model cannot regenerate. Why weights: the
 same surprise matters more where programs break: imports, signatures and names that other files
 (tests, callers) depend on, control flow; comments and docstrings matter least, except docstrings
-holding doctests, which are tests.
+holding doctests, which are tests. Whitespace-only pieces (line breaks, indentation) get a high
+weight: they cost almost nothing to keep, and the model's fills of them broke the layout.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from codeseed import spans
 KIND_WEIGHT = {"import": 3.0, "signature": 2.5, "name": 3.0, "control": 1.5, "string": 1.2, "code": 1.0,
                "body": 1.0, "comment": 0.2, "docstring": 0.3}
 DOCTEST_WEIGHT = 1.5
+LAYOUT_WEIGHT = 20.0  # whitespace-only pieces: nearly free to keep, and fills of them broke layout (measured)
 IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]{2,}")
 
 
@@ -63,5 +65,7 @@ def assess(model, lang: spans.Language, data: bytes, shared_names: set[bytes] = 
             w = DOCTEST_WEIGHT
         if p.kind == "name" and text in shared_names:
             w *= 2
+        if not text.strip():
+            w = LAYOUT_WEIGHT
         out.append(Piece(p.kind, p.start, p.end, b, b * w))
     return out

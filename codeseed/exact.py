@@ -17,7 +17,8 @@ from codeseed.errors import ArchiveError, ModelMismatchError
 from codeseed.model import CodeModel
 from codeseed.walk import SourceFile
 
-LM_MAX_BYTES = 512_000  # larger files go to classical codecs: sequential decoding would take minutes
+LM_MAX_BYTES = 128_000  # larger files go to classical codecs: decoding is sequential within a file (schedule's
+                        # 66 KB test file alone took minutes here), and semver's 240 KB uv.lock is mostly hashes
 LM_CODEC = "lm"
 
 
