@@ -93,15 +93,16 @@ def decode_entries(arc: archive.Archive, model=None, progress=None) -> dict[str,
             out[e.path] = codecs.decode_classical(e.codec, arc.payload(e))
         elif e.codec != "lm":
             raise ArchiveError(f"{arc.path}: unknown codec {e.codec!r} (archive from a newer codeseed?)")
-    if any(e.codec == "lm" for e in arc.entries):
+    seeded_entries = [e for e in arc.entries if e.fidelity != "exact"]
+    lm_entries = any(e.codec == "lm" for e in arc.entries)
+    lm = load_model_for(arc, model) if lm_entries or seeded_entries else None  # loaded once, if needed
+    if lm_entries:
         from codeseed import exact
-        lm = load_model_for(arc, model)
         if lm is None:
             raise ArchiveError(f"{arc.path}: corrupt archive (LM entries but no model in the header)")
         out.update(exact.decode(arc, out, lm, progress))
-    seeded_entries = [e for e in arc.entries if e.fidelity != "exact"]
     if seeded_entries:
-        _reconstruct(arc, seeded_entries, out, load_model_for(arc, model), progress)
+        _reconstruct(arc, seeded_entries, out, lm, progress)
     for e in arc.entries:
         data = out[e.path]
         if e.fidelity == "exact" and (len(data) != e.size or hashlib.sha256(data).digest() != e.sha256):
