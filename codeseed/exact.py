@@ -31,6 +31,12 @@ class EncodedFile:
     classical_bytes: int = 0
 
 
+def classical(f: SourceFile) -> EncodedFile:
+    """The best classical encoding of a file; a symlink's target is stored as is."""
+    name, payload = ("stored", f.data) if f.is_symlink else codecs.best_classical(f.data)
+    return EncodedFile(name, payload, {}, None, len(payload))
+
+
 def header_settings(model: CodeModel, settings: lmcodec.MixSettings) -> dict:
     import torch
     import transformers
@@ -39,10 +45,7 @@ def header_settings(model: CodeModel, settings: lmcodec.MixSettings) -> dict:
 
 def encode(files: list[SourceFile], model: CodeModel, settings: lmcodec.MixSettings, verify: bool = True,
            progress=None) -> list[EncodedFile]:
-    out = []
-    for f in files:
-        name, payload = ("stored", f.data) if f.is_symlink else codecs.best_classical(f.data)
-        out.append(EncodedFile(name, payload, {}, None, len(payload)))
+    out = [classical(f) for f in files]
     cands = [i for i, f in enumerate(files) if not f.is_symlink and 0 < len(f.data) <= LM_MAX_BYTES]
     tokens = {i: model.tokenize_exact(files[i].data) for i in cands}
     cands = [i for i in cands if tokens[i]]

@@ -5,7 +5,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codeseed import archive, codecs, exact, seeded
+from codeseed import archive, exact, seeded
 from codeseed import verify as verify_mod
 from codeseed.lmcodec import MixSettings
 from codeseed.model import CodeModel
@@ -87,8 +87,7 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "exact", model: str | 
             task = progress.add_task("compress", total=len(files))
             encoded = []
             for f in files:
-                name, payload = ("stored", f.data) if f.is_symlink else codecs.best_classical(f.data)
-                encoded.append(exact.EncodedFile(name, payload, {}))
+                encoded.append(exact.classical(f))
                 progress.advance(task)
         else:
             lm = load_model(model)
