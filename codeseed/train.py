@@ -2,6 +2,7 @@
 
     python -m codeseed.train --out runs/small --hours 3          # start or resume
     python -m codeseed.train --out runs/small --export DIR       # write the HF folder of the latest checkpoint
+    python -m codeseed.train --out runs/next --init-from runs/small --hours 2 --peak-lr 1e-3   # continue
 
 Recipe (measured in shared/notes/training.md): a small Llama, byte-level BPE of 8,192 tokens,
 rows of 256 tokens and 16 rows a step (many optimizer steps beat big batches here), bf16 autocast
@@ -130,6 +131,8 @@ def span_candidates(text: str) -> list[tuple[int, int]]:
 class Batcher:
     """Yields (input_ids, labels) of shape (batch, seq_len): plain windows and FIM rows."""
 
+    MAX_MIDDLE = 120  # tokens of middle per FIM row; longer middles are cut and get no stop label
+
     def __init__(self, out: Path, tok, cfg: TrainConfig, rng: np.random.Generator):
         self.stream = np.load(out / "train_tokens.npy", mmap_mode="r")
         with open(out / "texts.pkl", "rb") as fh:
@@ -162,7 +165,9 @@ class Batcher:
             a = int(rng.integers(0, max(1, len(text))))
             b = min(len(text), a + int(rng.integers(0, 400)))
         pre = self.tok.encode(text[max(0, a - 1500):a]).ids
-        mid = self.tok.encode(text[a:b]).ids[:120]
+        mid = self.tok.encode(text[a:b]).ids
+        whole = len(mid) <= self.MAX_MIDDLE
+        mid = mid[:self.MAX_MIDDLE]
         suf = self.tok.encode(text[b:b + 1500]).ids
         room = cfg.seq_len + 1 - len(mid) - 4
         n_suf = min(len(suf), max(room // 3, room - len(pre)))
@@ -175,6 +180,8 @@ class Batcher:
             seq = [sp[BUNDLED.suffix]] + suf + [sp[BUNDLED.prefix]] + pre + [sp[BUNDLED.middle]]
         seq = seq + mid + [EOT]
         labels = seq[1:] + [PAD_LABEL] * (cfg.seq_len + 1 - len(seq))
+        if not whole:  # a cut middle must not teach the model to stop mid-span
+            labels[len(seq) - 2] = PAD_LABEL
         seq = seq[:-1] + [EOT] * (cfg.seq_len + 1 - len(seq))
         return seq[:cfg.seq_len], labels[:cfg.seq_len]
 
@@ -229,10 +236,19 @@ def export(model, tok, dest: Path, meta: dict) -> None:
     (dest / "training.json").write_text(json.dumps(meta, indent=2))
 
 
-def train(out: Path, cfg: TrainConfig, roots: list[Path]) -> None:
+CORPUS_CACHE = ("corpus.json", "tokenizer.json", "texts.pkl", "train_tokens.npy")
+
+
+def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None = None) -> None:
     from tokenizers import Tokenizer
     torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
+    if init_from and not (out / "ckpt.pt").exists():
+        # A continuation is a new run (fresh optimizer and LR schedule) that starts from another
+        # run's weights; it must use that run's tokenizer and corpus, so it links them.
+        for name in CORPUS_CACHE:
+            if not (out / name).exists():
+                (out / name).symlink_to((init_from / name).resolve())
     if not (out / "corpus.json").exists():
         print("preparing corpus and tokenizer ...", flush=True)
         prepare(out, cfg, roots)
@@ -254,6 +270,13 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path]) -> None:
         opt.load_state_dict(saved["opt"])
         state = saved["state"]
         print(f"resumed at step {state['step']}, {state['elapsed_s'] / 60:.1f} min", flush=True)
+    elif init_from:
+        parent = torch.load(init_from / "ckpt.pt", weights_only=False)
+        model.load_state_dict(parent["model"])
+        state["parent"] = {"run": str(init_from), "steps": parent["state"]["step"],
+                           "tokens": parent["state"]["tokens"], "minutes": round(parent["state"]["elapsed_s"] / 60, 1),
+                           "parent": parent["state"].get("parent")}
+        print(f"starting from the weights of {init_from} (step {parent['state']['step']})", flush=True)
     rng = np.random.default_rng(cfg.seed + state["step"])
     batcher = Batcher(out, tok, cfg, rng)
     step_fn = torch.compile(model) if cfg.compile else model
@@ -320,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, corpus cache)")
     ap.add_argument("--corpus", type=Path, action="append", help="train on these folders instead of stdlib+site-packages")
     ap.add_argument("--export", type=Path, help="write the latest checkpoint as a Hugging Face folder and exit")
+    ap.add_argument("--init-from", type=Path, help="start a new run from this run folder's weights, corpus and tokenizer")
     for f, v in asdict(TrainConfig()).items():
         ap.add_argument("--" + f.replace("_", "-"), type=type(v) if not isinstance(v, bool) else int, default=v)
     args = ap.parse_args(argv)
@@ -329,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = TrainConfig(**{f: getattr(args, f) for f in asdict(TrainConfig())})
     cfg.compile = bool(cfg.compile)
     roots = args.corpus or corpus.default_roots()
-    train(args.out, cfg, roots)
+    train(args.out, cfg, roots, init_from=args.init_from)
 
 
 if __name__ == "__main__":
