@@ -6,8 +6,9 @@ is the kept runs joined by NUL (never in a text file), coded like any file by th
 the hints go in the entry's meta. Reconstruction fills the holes left to right with the FIM model,
 greedy, each capped at its hint (so it never depends on the model stopping), one file at a time.
 
-Pack runs the same reconstruction, so it knows the result: a file whose reconstruction does not
-parse cleanly is selected again with a larger budget (+BUDGET_STEP), up to exact storage. The
+Pack runs the same reconstruction, so it knows the result: a hole whose fill breaks parsing is
+kept instead (Planner.repair), and a file whose reconstruction still does not parse, or falls
+below the similarity floor, is selected again with a larger budget (+BUDGET_STEP), up to exact. The
 archive records, per file, the budget, the SHA-256 of the reconstruction and its AST similarity.
 """
 from __future__ import annotations
@@ -24,6 +25,8 @@ from codeseed.walk import SourceFile
 HOLE = b"\0"
 BUDGET_STEP = 0.15
 HOLE_BITS = 12.0  # position + length hint, per hole, as the selector counts it
+MAX_REPAIR_PASSES = 6
+SEED_OVERHEAD_BITS = 256.0  # a seeded entry's extra index meta (hints, budget, similarity): ~30 bytes measured
 
 
 @dataclass
@@ -50,8 +53,8 @@ class SeededFile:
     similarity: float
 
     def meta(self) -> dict:
-        return {"holes": self.seed.hints, "budget": round(self.budget, 3),
-                "recon": hashlib.sha256(self.reconstruction).hexdigest(), "similarity": round(self.similarity, 4)}
+        # the reconstruction's SHA-256 is the entry's sha256 field (what unpack writes and checks)
+        return {"holes": self.seed.hints, "budget": round(self.budget, 2), "similarity": round(self.similarity, 3)}
 
 
 def node_types(lang: spans.Language, data: bytes) -> list[str]:
@@ -131,41 +134,94 @@ class Planner:
         shared = assess.names_elsewhere({files[i].path: files[i].data for i in self.langs})
         task = progress.add_task("assess", total=len(self.langs)) if progress else None
         self.pieces = {}
+        self._fills: dict[bytes, bytes] = {}
         for i in self.langs:
             self.pieces[i] = assess.assess(model, self.langs[i], files[i].data, shared[files[i].path])
             if progress:
                 progress.advance(task)
 
-    def seed(self, i: int, budget: float) -> Seed:
+    def select(self, i: int, budget: float) -> list[bool]:
         ps = self.pieces[i]
         exact_bits = sum(p.bits for p in ps)
         prob = select.Problem([p.value for p in ps], [p.bits for p in ps], budget * exact_bits, HOLE_BITS)
-        return build_seed(self.model, self.files[i].data, ps, select.greedy(prob).kept)
+        return list(select.greedy(prob).kept)
+
+    def seed(self, i: int, budget: float) -> Seed:
+        return build_seed(self.model, self.files[i].data, self.pieces[i], tuple(self.select(i, budget)))
+
+    def repair(self, i: int, kept: list[bool]) -> tuple[Seed, bytes]:
+        """Keep every hole whose fill breaks parsing, until the decoder's reconstruction parses.
+
+        One pass fills the holes left to right exactly as `reconstruct` does, and tests each fill
+        against the original text after the hole: a fill that brings parse errors is replaced by the
+        original (its pieces are kept). Keeping a hole lengthens the suffix the hole before it was
+        filled with, so passes repeat until one keeps nothing new; that pass computed exactly what
+        unpack will compute. Fills are cached by their inputs, so a repeat pass is cheap.
+        """
+        lang, data, ps = self.langs[i], self.files[i].data, self.pieces[i]
+        for _ in range(MAX_REPAIR_PASSES):
+            seed = build_seed(self.model, data, ps, tuple(kept))
+            holes = hole_ranges(kept)
+            parts, changed = [seed.kept[0]], False
+            for j, hint in enumerate(seed.hints):
+                prefix, suffix = b"".join(parts), seed.kept[j + 1]
+                mid = self._fill(prefix, suffix, hint)
+                a, b = ps[holes[j][0]].start, ps[holes[j][1] - 1].end
+                if spans.has_errors(lang, prefix + mid + data[b:]):
+                    kept[holes[j][0]:holes[j][1]] = [True] * (holes[j][1] - holes[j][0])
+                    mid, changed = data[a:b], True
+                parts += [mid, suffix]
+            if not changed:
+                return seed, b"".join(parts)
+        seed = build_seed(self.model, data, ps, tuple(kept))
+        return seed, reconstruct(self.model, [seed])[0]
+
+    def _fill(self, prefix: bytes, suffix: bytes, hint: int) -> bytes:
+        key = hashlib.sha256(b"%d\0%d\0" % (hint, len(prefix)) + prefix + suffix).digest()
+        if key not in self._fills:
+            with pinned_threads(1):  # as reconstruct() does: the same call gives the same fill
+                self._fills[key] = self.model.fill([prefix.decode("utf-8")], [suffix.decode("utf-8")], hint)[0] \
+                    .encode("utf-8")
+        return self._fills[key]
 
     def plan(self, budgets: dict[int, float]) -> dict[int, SeededFile]:
-        """For each file, the first budget from budgets[i] up (in BUDGET_STEP) whose reconstruction
-        parses cleanly and reaches min_similarity; files that get there below 1.0 are returned."""
+        """For each file, the first budget from budgets[i] up (in BUDGET_STEP) at which the repaired
+        reconstruction parses cleanly and reaches min_similarity; files that get there with at least
+        one hole are returned, the others stay exact."""
         budgets = {i: b for i, b in budgets.items() if i in self.langs}
         done: dict[int, SeededFile] = {}
-        pending = [i for i, b in budgets.items() if b < 1.0]
-        while pending:
-            seeds = {i: self.seed(i, budgets[i]) for i in pending}
-            recon = dict(zip(pending, reconstruct(self.model, [seeds[i] for i in pending], self.progress)))
-            retry = []
-            for i in pending:
-                lang, data = self.langs[i], self.files[i].data
-                if not seeds[i].hints:
-                    continue  # nothing dropped: exact mode stores it as well
-                ok = not spans.has_errors(lang, recon[i])
-                sim = ast_similarity(lang, data, recon[i]) if ok else 0.0
-                if ok and sim >= self.min_similarity:
-                    done[i] = SeededFile(seeds[i], recon[i], budgets[i], sim)
-                    continue
-                budgets[i] += BUDGET_STEP
-                if budgets[i] < 1.0:
-                    retry.append(i)
-            pending = retry
+        task = self.progress.add_task("reconstruct", total=len(budgets)) if self.progress else None
+        for i, budget in budgets.items():
+            lang, data = self.langs[i], self.files[i].data
+            while budget < 1.0:
+                kept = self.select(i, budget)
+                seed, recon = self.repair(i, kept)
+                saved = sum(p.bits for p, k in zip(self.pieces[i], kept) if not k) - HOLE_BITS * len(seed.hints)
+                if saved < SEED_OVERHEAD_BITS:
+                    break  # repair kept (nearly) everything: exact storage is as small and exact
+                if not spans.has_errors(lang, recon):
+                    sim = ast_similarity(lang, data, recon)
+                    if sim >= self.min_similarity:
+                        done[i] = SeededFile(seed, recon, budget, sim)
+                        break
+                budget += BUDGET_STEP
+            if self.progress:
+                self.progress.advance(task)
         return done
+
+
+def hole_ranges(kept: list[bool]) -> list[tuple[int, int]]:
+    """[start, end) piece indices of each run of dropped pieces, in order (one per seed hole)."""
+    out, start = [], None
+    for k, flag in enumerate(kept):
+        if not flag and start is None:
+            start = k
+        elif flag and start is not None:
+            out.append((start, k))
+            start = None
+    if start is not None:
+        out.append((start, len(kept)))
+    return out
 
 
 def plan(files: list[SourceFile], model, budget: float, min_similarity: float = 0.0,

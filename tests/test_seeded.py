@@ -8,6 +8,7 @@ import pytest
 import codeseed
 from codeseed import archive, assess, seeded, select, spans
 from codeseed.errors import VerificationError
+from codeseed.walk import SourceFile
 from tests.test_archive import FIXTURE
 
 
@@ -57,9 +58,9 @@ def crafted_seeded_archive(tmp_path, model, recon_sha: str | None = None):
     data = (FIXTURE / "inventory" / "store.py").read_bytes()
     seed = seed_for(model, data, 0.5)
     recon = seeded.reconstruct(model, [seed])[0]
-    meta = {"holes": seed.hints, "budget": 0.5, "recon": recon_sha or hashlib.sha256(recon).hexdigest(),
-            "similarity": 0.0}
-    e = archive.Entry("store.py", len(data), hashlib.sha256(data).digest(), "stored", "seeded", meta=meta)
+    meta = {"holes": seed.hints, "budget": 0.5, "similarity": 0.0}
+    e = archive.Entry("store.py", len(data), bytes.fromhex(recon_sha or hashlib.sha256(recon).hexdigest()), "stored",
+                      "seeded", meta=meta)
     dst = tmp_path / "s.cseed"
     archive.write(dst, archive.Header(model=model.id.to_dict()), [e], [seed.text()])
     return dst, recon
@@ -83,3 +84,26 @@ def test_ast_similarity_ignores_comments_and_sees_changes():
     a = b"def f(x):\n    return x + 1\n"
     assert seeded.ast_similarity(lang, a, b"# note\ndef f(x):\n    return x + 1  # same\n") == 1.0
     assert seeded.ast_similarity(lang, a, b"def f(x):\n    if x:\n        return 2\n    return x\n") < 0.9
+
+
+def test_repair_keeps_breaking_holes_and_matches_unpack(tiny_model):
+    """A tiny model's fills break parsing; repair must keep those holes, and what it returns is what
+    reconstruct (unpack) computes from the final seed: a parse-clean file."""
+    data = (FIXTURE / "inventory" / "store.py").read_bytes()
+    f = SourceFile("store.py", data, False)
+    planner = seeded.Planner([f], tiny_model)
+    kept = planner.select(0, 0.5)
+    before = sum(kept)
+    raw = seeded.reconstruct(tiny_model, [planner.seed(0, 0.5)])[0]
+    seed, recon = planner.repair(0, kept)
+    assert recon == seeded.reconstruct(tiny_model, [seed])[0]
+    assert not spans.has_errors(planner.langs[0], recon)
+    assert spans.has_errors(planner.langs[0], raw)  # so the repair did something real
+    assert sum(kept) > before
+    assert len(seed.hints) == len(seeded.hole_ranges(kept))
+
+
+def test_hole_ranges():
+    assert seeded.hole_ranges([True, False, False, True, False]) == [(1, 3), (4, 5)]
+    assert seeded.hole_ranges([True, True]) == []
+    assert seeded.hole_ranges([False]) == [(0, 1)]
