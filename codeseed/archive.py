@@ -24,6 +24,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codeseed import codecs
 from codeseed.errors import ArchiveError
 
 MAGIC = b"CSEED\r\n\x1a"
@@ -98,33 +99,42 @@ class _Reader:
 
 
 def _encode_index(entries: list[Entry]) -> bytes:
+    """Column by column (all paths, then all codecs, ...): like values sit together, so xz finds the
+    repeats (measured: smaller than entry by entry, most for seeded entries' meta)."""
     out = bytearray(_varint(len(entries)))
-    for e in entries:
-        meta = json.dumps(e.meta, sort_keys=True, separators=(",", ":")).encode() if e.meta else b""
-        for blob in (e.path.encode("utf-8", "surrogateescape"), e.codec.encode(), e.fidelity.encode(), meta):
+    metas = [json.dumps(e.meta, sort_keys=True, separators=(",", ":")).encode() if e.meta else b"" for e in entries]
+    for column in ([e.path.encode("utf-8", "surrogateescape") for e in entries], [e.codec.encode() for e in entries],
+                   [e.fidelity.encode() for e in entries], metas):
+        for blob in column:
             out += _varint(len(blob)) + blob
-        out += bytes([e.is_symlink | (e.executable << 1)])
-        out += _varint(e.size) + e.sha256 + _varint(e.offset) + _varint(e.length) + struct.pack("<I", e.crc32)
-    return lzma.compress(bytes(out), preset=9 | lzma.PRESET_EXTREME)
+    out += bytes(e.is_symlink | (e.executable << 1) for e in entries)
+    for e in entries:
+        out += _varint(e.size) + _varint(e.offset) + _varint(e.length)
+    for e in entries:
+        out += e.sha256 + struct.pack("<I", e.crc32)
+    return codecs.xz_encode(bytes(out))  # raw LZMA2: the footer's CRC already guards the index
 
 
 def _decode_index(data: bytes) -> list[Entry]:
     try:
-        raw = lzma.decompress(data)
+        raw = codecs.xz_decode(data)
     except lzma.LZMAError:
         raise ArchiveError("corrupt archive: index does not decompress") from None
     r = _Reader(raw)
+    n = r.varint()
+    paths = [r.blob().decode("utf-8", "surrogateescape") for _ in range(n)]
+    codec_names = [r.blob().decode() for _ in range(n)]
+    fidelities = [r.blob().decode() for _ in range(n)]
+    metas = [r.blob() for _ in range(n)]
+    flags = r.take(n)
+    sizes = [(r.varint(), r.varint(), r.varint()) for _ in range(n)]
     entries = []
-    for _ in range(r.varint()):
-        path = r.blob().decode("utf-8", "surrogateescape")
-        codec, fidelity, meta = r.blob().decode(), r.blob().decode(), r.blob()
-        bits = r.take(1)[0]
-        size = r.varint()
+    for k in range(n):
         sha = r.take(32)
-        offset, length = r.varint(), r.varint()
         crc = struct.unpack("<I", r.take(4))[0]
-        entries.append(Entry(path, size, sha, codec, fidelity, bool(bits & 2), bool(bits & 1), offset, length, crc,
-                             json.loads(meta) if meta else {}))
+        size, offset, length = sizes[k]
+        entries.append(Entry(paths[k], size, sha, codec_names[k], fidelities[k], bool(flags[k] & 2), bool(flags[k] & 1),
+                             offset, length, crc, json.loads(metas[k]) if metas[k] else {}))
     if r.pos != len(raw):
         raise ArchiveError("corrupt archive: trailing bytes in index")
     return entries

@@ -28,13 +28,13 @@ def _zstd_decode(data: bytes) -> bytes:
     return zstandard.ZstdDecompressor(max_window_size=1 << ZSTD_WINDOW_LOG).decompress(data)
 
 
-def _xz_encode(data: bytes) -> bytes:
+def xz_encode(data: bytes) -> bytes:
     # raw LZMA2 stream: the .xz container's 60 bytes of framing matter on small source files
     return lzma.compress(data, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2,
                                                                   "preset": 9 | lzma.PRESET_EXTREME}])
 
 
-def _xz_decode(data: bytes) -> bytes:
+def xz_decode(data: bytes) -> bytes:
     return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
 
 
@@ -48,7 +48,7 @@ class Codec:
 CLASSICAL = {
     "stored": Codec("stored", bytes, bytes),
     "zstd": Codec("zstd", _zstd_encode, _zstd_decode),
-    "xz": Codec("xz", _xz_encode, _xz_decode),
+    "xz": Codec("xz", xz_encode, xz_decode),
 }
 
 

@@ -49,8 +49,11 @@ def _check_destination(dst: Path, force: bool) -> None:
         raise InputError(f"{dst.parent}: output folder does not exist")
 
 
-def entry_for(f: SourceFile, codec: str, fidelity: str = "exact", meta: dict | None = None) -> archive.Entry:
-    return archive.Entry(path=f.path, size=len(f.data), sha256=hashlib.sha256(f.data).digest(), codec=codec,
+def entry_for(f: SourceFile, codec: str, fidelity: str = "exact", meta: dict | None = None,
+              sha256: bytes | None = None) -> archive.Entry:
+    """An index entry; size is the original's, sha256 that of what unpack writes (for a seeded file,
+    the reconstruction pack verified)."""
+    return archive.Entry(path=f.path, size=len(f.data), sha256=sha256 or hashlib.sha256(f.data).digest(), codec=codec,
                          fidelity=fidelity, executable=f.executable, is_symlink=f.is_symlink, meta=meta or {})
 
 
@@ -81,6 +84,7 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "exact", model: str | 
     files = [f for f in discover(src, no_ignore) if (src / f.path).resolve() != dst.resolve()]
     header = archive.Header()
     fidelity = ["exact"] * len(files)
+    digest: dict[int, bytes] = {}  # seeded files: SHA-256 of the reconstruction
     test_runs = 0
     with bars(not quiet) as progress:
         if mode == "classical":
@@ -108,8 +112,10 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "exact", model: str | 
             for i, s in plan.items():
                 encoded[i].meta.update(s.meta())
                 fidelity[i] = label
+                digest[i] = hashlib.sha256(s.reconstruction).digest()
             header = archive.Header(model=lm.id.to_dict(), settings=exact.header_settings(lm, settings))
-    entries = [entry_for(f, e.codec, fid, e.meta) for f, e, fid in zip(files, encoded, fidelity)]
+    entries = [entry_for(f, e.codec, fid, e.meta, digest.get(i))
+               for i, (f, e, fid) in enumerate(zip(files, encoded, fidelity))]
     report = write_report(dst, header, entries, [e.payload for e in encoded])
     report.test_runs = test_runs
     return report

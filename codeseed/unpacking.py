@@ -121,7 +121,7 @@ def _reconstruct(arc: archive.Archive, entries: list[archive.Entry], out: dict[s
         raise ArchiveError(f"{arc.path}: corrupt archive (bad seed)") from None
     differs = []
     for e, recon in zip(entries, seeded.reconstruct(lm, seeds, progress)):
-        if hashlib.sha256(recon).hexdigest() != e.meta.get("recon"):
+        if hashlib.sha256(recon).digest() != e.sha256:
             differs.append(e.path)
         out[e.path] = recon
     if differs:
