@@ -49,35 +49,64 @@ def encode(files: list[SourceFile], model: CodeModel, settings: lmcodec.MixSetti
     cands = [i for i, f in enumerate(files) if not f.is_symlink and 0 < len(f.data) <= LM_MAX_BYTES]
     tokens = {i: model.tokenize_exact(files[i].data) for i in cands}
     cands = [i for i in cands if tokens[i]]
-    batches = lmcodec.plan_batches([len(tokens[i]) for i in cands], settings.batch_rows)
+    chunks = [(cands[f], a, e) for f, a, e in lmcodec.plan_chunks([len(tokens[i]) for i in cands],
+                                                                      settings.chunk_tokens)]
+    batches = lmcodec.plan_batches(len(chunks), settings.batch_rows)
     total = sum(len(tokens[i]) for i in cands)
     task = progress.add_task("LM encode", total=total * (2 if verify else 1)) if progress else None
     state = lmcodec.ArchiveState(settings)
-    for b, batch in enumerate(batches):
-        idx = [cands[j] for j in batch]
-        payloads = lmcodec.encode_batch(model, state, [tokens[i] for i in idx])
-        for i, payload in zip(idx, payloads):
-            e = out[i]
-            e.meta, e.lm_bytes = {"b": b, "n": len(tokens[i])}, len(payload)
-            if len(payload) < e.classical_bytes:
-                e.codec, e.payload = LM_CODEC, payload
+    streams: dict[int, list[bytes]] = {i: [] for i in cands}
+    for batch in batches:
+        rows = [chunks[c] for c in batch]
+        for (i, _, _), payload in zip(rows, lmcodec.encode_batch(model, state, [tokens[i][a:e] for i, a, e in rows])):
+            streams[i].append(payload)
         if progress:
-            progress.advance(task, sum(len(tokens[i]) for i in idx))
+            progress.advance(task, sum(e - a for _, a, e in rows))
+    for i in cands:
+        e, payload = out[i], lmcodec.join_chunks(streams[i])
+        e.meta, e.lm_bytes = {"n": len(tokens[i])}, len(payload)
+        if len(payload) < e.classical_bytes:
+            e.codec, e.payload = LM_CODEC, payload
     if verify:
-        state = lmcodec.ArchiveState(settings)
-        for b, batch in enumerate(batches):
-            idx = [cands[j] for j in batch]
-            lm = [out[i].codec == LM_CODEC for i in idx]
-            got = lmcodec.decode_batch(model, state, [len(tokens[i]) for i in idx],
-                                       [out[i].payload if is_lm else None for i, is_lm in zip(idx, lm)],
-                                       [None if is_lm else tokens[i] for i, is_lm in zip(idx, lm)])
-            for i, toks in zip(idx, got):
-                if out[i].codec == LM_CODEC and toks != tokens[i]:
-                    print(f"codeseed: warning: {files[i].path}: LM stream did not decode back; stored with "
-                          "a classical codec instead", file=sys.stderr)
-                    out[i].codec, out[i].payload = codecs.best_classical(files[i].data)
-            if progress:
-                progress.advance(task, sum(len(tokens[i]) for i in idx))
+        lm = {i: out[i].codec == LM_CODEC for i in cands}
+        got = _decode_stream(model, settings, [(len(tokens[i]), out[i].payload if lm[i] else None,
+                                                None if lm[i] else tokens[i]) for i in cands],
+                             (lambda n: progress.advance(task, n)) if progress else None)
+        for i, toks in zip(cands, got):
+            if lm[i] and toks != tokens[i]:
+                print(f"codeseed: warning: {files[i].path}: LM stream did not decode back; stored with "
+                      "a classical codec instead", file=sys.stderr)
+                out[i].codec, out[i].payload = codecs.best_classical(files[i].data)
+    return out
+
+
+def _decode_stream(model: CodeModel, settings: lmcodec.MixSettings,
+                   files: list[tuple[int, bytes | None, list[int] | None]], advance=None) -> list[list[int]]:
+    """Tokens of the files of an LM stream, in order; each is (token count, LM payload or None,
+    known tokens when its payload is another codec's). Raises ValueError on a malformed stream."""
+    chunks = lmcodec.plan_chunks([n for n, _, _ in files], settings.chunk_tokens)
+    per_file: dict[int, list[bytes]] = {}
+    for f, (n, payload, _) in enumerate(files):
+        if payload is not None:
+            per_file[f] = lmcodec.split_chunks(payload, -(-n // settings.chunk_tokens))
+    taken = {f: 0 for f in per_file}
+    out: list[list[int]] = [[] for _ in files]
+    state = lmcodec.ArchiveState(settings)
+    for batch in lmcodec.plan_batches(len(chunks), settings.batch_rows):
+        rows, payloads, known = [chunks[c] for c in batch], [], []
+        for f, a, e in rows:
+            if f in per_file:
+                payloads.append(per_file[f][taken[f]])
+                taken[f] += 1
+                known.append(None)
+            else:
+                payloads.append(None)
+                known.append(files[f][2][a:e])
+        for (f, _, _), toks in zip(rows, lmcodec.decode_batch(model, state, [e - a for _, a, e in rows],
+                                                              payloads, known)):
+            out[f].extend(toks)
+        if advance:
+            advance(sum(e - a for _, a, e in rows))
     return out
 
 
@@ -98,30 +127,17 @@ def decode(arc: Archive, contents: dict[str, bytes], model: CodeModel, progress=
         settings = lmcodec.MixSettings.from_dict(arc.header.settings["lm"])
     except (KeyError, TypeError):
         raise ArchiveError(f"{arc.path}: corrupt archive (missing LM settings)") from None
-    rows: dict[int, list[Entry]] = {}
-    for e in arc.entries:
-        if "b" in e.meta:
-            rows.setdefault(int(e.meta["b"]), []).append(e)
-    out: dict[str, bytes] = {}
-    state = lmcodec.ArchiveState(settings)
-    task = progress.add_task("LM decode", total=sum(int(e.meta["n"]) for r in rows.values() for e in r)) \
-        if progress else None
-    for b in sorted(rows):
-        entries = rows[b]
-        known = []
-        for e in entries:
-            if e.codec == LM_CODEC:
-                known.append(None)
-            else:
-                known.append(model.tokenize_exact(contents[e.path]))
-        try:
-            toks = lmcodec.decode_batch(model, state, [int(e.meta["n"]) for e in entries],
-                                        [arc.payload(e) if e.codec == LM_CODEC else None for e in entries], known)
-        except (ValueError, RuntimeError, IndexError) as err:
-            raise ArchiveError(f"{arc.path}: corrupt LM stream in batch {b} ({err})") from None
-        for e, t in zip(entries, toks):
-            if e.codec == LM_CODEC:
-                out[e.path] = model.decode(t).encode("utf-8")
-        if progress:
-            progress.advance(task, sum(int(e.meta["n"]) for e in entries))
-    return out
+    entries = [e for e in arc.entries if "n" in e.meta]  # the files of the LM stream, in archive order
+    try:
+        files = [(int(e.meta["n"]), arc.payload(e) if e.codec == LM_CODEC else None,
+                  None if e.codec == LM_CODEC else model.tokenize_exact(contents[e.path])) for e in entries]
+        if any(n <= 0 or (p is None and (k is None or len(k) != n)) for n, p, k in files):
+            raise ValueError("token counts do not match")
+    except (KeyError, TypeError, ValueError) as err:
+        raise ArchiveError(f"{arc.path}: corrupt archive (bad LM entry meta: {err})") from None
+    task = progress.add_task("LM decode", total=sum(n for n, _, _ in files)) if progress else None
+    try:
+        toks = _decode_stream(model, settings, files, (lambda n: progress.advance(task, n)) if progress else None)
+    except (ValueError, RuntimeError, IndexError) as err:
+        raise ArchiveError(f"{arc.path}: corrupt LM stream ({err})") from None
+    return {e.path: model.decode(t).encode("utf-8") for e, t in zip(entries, toks) if e.codec == LM_CODEC}

@@ -10,10 +10,14 @@ Per token the probability of the next token is built in three stages:
    probability of that token and the observed hit rate at this match length).
 The result is quantized to integer frequencies (2^24 scale) and range-coded.
 
-Files are coded in batches of rows that advance in lockstep; each batch's rows see the archive
-state built from all earlier batches. The decoder replays the same batches in the same order.
-Entry meta: {"b": batch number, "n": token count}; rows of a batch are its entries in archive
-order. A row whose file ended up stored by a classical codec is fed its known tokens.
+Each file's tokens are cut into chunks of at most `chunk_tokens`; chunks are the rows of batches
+that advance in lockstep (`batch_rows` at a time, in archive order), and each batch's rows see
+the archive state built from all earlier batches. Chunking keeps a long file from holding a whole
+batch back (the rows of a batch wait for the longest; before chunking, schedule's 66 KB test file
+set the time of its batch). A chunk starts from BOS with no row-local statistics. The decoder
+derives the same chunks and batches from the token counts (entry meta {"n": ...}) of the entries
+in the LM stream, in archive order. A chunk whose file ended up stored by a classical codec is fed
+its known tokens.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ class MixSettings:
     """Numeric settings of the codec; stored in the archive header and required to decode."""
     window: int = 256
     batch_rows: int = 16
+    chunk_tokens: int = 1024
     ngram_orders: tuple[int, ...] = (2, 3)
     ngram_alpha: tuple[float, ...] = (6.0, 3.0)
     match: bool = True
@@ -44,14 +49,15 @@ class MixSettings:
     threads: int = 1
 
     def to_dict(self) -> dict:
-        return {"window": self.window, "batch_rows": self.batch_rows, "ngram_orders": list(self.ngram_orders),
+        return {"window": self.window, "batch_rows": self.batch_rows, "chunk_tokens": self.chunk_tokens,
+                "ngram_orders": list(self.ngram_orders),
                 "ngram_alpha": list(self.ngram_alpha), "match": self.match, "mixer_lr": self.mixer_lr,
                 "threads": self.threads}
 
     @classmethod
     def from_dict(cls, d: dict) -> MixSettings:
-        return cls(d["window"], d["batch_rows"], tuple(d["ngram_orders"]), tuple(d["ngram_alpha"]), d["match"],
-                   d["mixer_lr"], d["threads"])
+        return cls(d["window"], d["batch_rows"], d["chunk_tokens"], tuple(d["ngram_orders"]),
+                   tuple(d["ngram_alpha"]), d["match"], d["mixer_lr"], d["threads"])
 
 
 def _stretch(p: float) -> float:
@@ -230,9 +236,34 @@ def _run_batch(model: CodeModel, state: ArchiveState, rows: list[Row]) -> None:
             stepper.push(pushed)
 
 
-def plan_batches(ntokens: list[int], batch_rows: int) -> list[list[int]]:
-    """Candidate files, in archive order, cut into consecutive batches of at most `batch_rows`."""
-    return [list(range(i, min(i + batch_rows, len(ntokens)))) for i in range(0, len(ntokens), batch_rows)]
+def plan_chunks(ntokens: list[int], chunk_tokens: int) -> list[tuple[int, int, int]]:
+    """(file, start, end) token ranges of every chunk, files in order."""
+    return [(f, a, min(a + chunk_tokens, n)) for f, n in enumerate(ntokens) for a in range(0, n, chunk_tokens)]
+
+
+def plan_batches(nrows: int, batch_rows: int) -> list[list[int]]:
+    """Rows (chunks) in archive order, cut into consecutive batches of at most `batch_rows`."""
+    return [list(range(i, min(i + batch_rows, nrows))) for i in range(0, nrows, batch_rows)]
+
+
+def join_chunks(payloads: list[bytes]) -> bytes:
+    """One file's chunk streams: the word counts of all but the last (u32 each), then the streams."""
+    head = b"".join(np.uint32(len(p) // 4).tobytes() for p in payloads[:-1])
+    return head + b"".join(payloads)
+
+
+def split_chunks(payload: bytes, count: int) -> list[bytes]:
+    head = 4 * (count - 1)
+    if len(payload) < head or len(payload) % 4:
+        raise ValueError("bad chunk table")
+    sizes = [4 * int(w) for w in np.frombuffer(payload[:head], dtype="<u4")]
+    if sum(sizes) > len(payload) - head:
+        raise ValueError("bad chunk table")
+    out, pos = [], head
+    for size in sizes:
+        out.append(payload[pos:pos + size])
+        pos += size
+    return out + [payload[pos:]]
 
 
 def encode_batch(model: CodeModel, state: ArchiveState, token_lists: list[list[int]]) -> list[bytes]:

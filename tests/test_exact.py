@@ -44,7 +44,7 @@ def test_mixing_helps_on_a_repetitive_repository(tiny_model):
     for name, s in {"lm": lmcodec.MixSettings(window=64, batch_rows=2, ngram_orders=(), ngram_alpha=(), match=False),
                     "mixed": lmcodec.MixSettings(window=64, batch_rows=2)}.items():
         state = lmcodec.ArchiveState(s)
-        sizes[name] = [len(p) for b in lmcodec.plan_batches([len(t) for t in toks], 2)
+        sizes[name] = [len(p) for b in lmcodec.plan_batches(len(toks), 2)
                        for p in lmcodec.encode_batch(tiny_model, state, [toks[i] for i in b])]
     assert sum(sizes["mixed"]) < 0.8 * sum(sizes["lm"])
     assert sum(sizes["mixed"][2:]) < 0.25 * sum(sizes["mixed"][:2])
@@ -56,7 +56,7 @@ def test_lm_stream_round_trip_for_batch_sizes(tiny_model, rows):
     toks = [tiny_model.encode(t) for t in texts]
     s = lmcodec.MixSettings(window=64, batch_rows=rows)
     enc, dec = lmcodec.ArchiveState(s), lmcodec.ArchiveState(s)
-    for b in lmcodec.plan_batches([len(t) for t in toks], rows):
+    for b in lmcodec.plan_batches(len(toks), rows):
         payloads = lmcodec.encode_batch(tiny_model, enc, [toks[i] for i in b])
         got = lmcodec.decode_batch(tiny_model, dec, [len(toks[i]) for i in b], payloads, [None] * len(b))
         assert got == [toks[i] for i in b]
@@ -87,3 +87,25 @@ def test_wrong_model_is_refused_before_writing(sample, tmp_path, tiny_model, tmp
     assert r.returncode == ModelMismatchError.exit_code
     assert "Traceback" not in r.stderr and "packed with model" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_long_files_are_cut_into_chunks_that_round_trip(sample, tmp_path, tiny_model):
+    """Chunks of 40 tokens: files span several chunks, and chunks of one file span batches."""
+    s = lmcodec.MixSettings(window=64, batch_rows=3, chunk_tokens=40)
+    report = codeseed.pack(sample, tmp_path / "a.cseed", model=tiny_model, settings=s)
+    assert {f.path: f for f in report.files}["inventory/store.py"].codec == "lm"
+    with archive.Archive(tmp_path / "a.cseed") as arc:
+        assert arc.header.settings["lm"]["chunk_tokens"] == 40
+        assert max(e.meta.get("n", 0) for e in arc.entries) > 3 * 40
+    codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out", model=tiny_model)
+    assert tree_digest(tmp_path / "out") == tree_digest(sample)
+
+
+def test_chunk_table_round_trip_and_rejects_garbage():
+    parts = [b"\1\2\3\4", b"", b"\5\6\7\x08" * 3]
+    assert lmcodec.split_chunks(lmcodec.join_chunks(parts), 3) == parts
+    assert lmcodec.split_chunks(b"wxyz", 1) == [b"wxyz"]
+    with pytest.raises(ValueError):
+        lmcodec.split_chunks(b"\xff\xff\xff\x00abcd", 2)  # a chunk longer than the payload
+    with pytest.raises(ValueError):
+        lmcodec.split_chunks(b"\0\0", 3)
