@@ -2,7 +2,8 @@
 
     python benchmarks/seeded_rd.py ../shared/eval-public/sdist --budgets 0.3,0.5,0.7 [--plots DIR] [--json OUT]
 
-For each .py file of each sdist and each budget (no escalation: the raw trade-off):
+For each .py file of each sdist and each budget (no budget escalation), two seeds: the one the
+selector picks, and the one pack's repair makes of it (holes whose fill breaks parsing kept):
   rate       = seed bits under the model (kept pieces + 12 bits a hole) / the file's bits under the
                model, i.e. a fraction of the exact LM size before mixing (1.0 = exact);
   distortion = does the reconstruction parse (tree-sitter, no ERROR/MISSING), and its AST similarity.
@@ -64,29 +65,28 @@ def main() -> None:
     total_bits = {i: sum(p.bits for p in planner.pieces[i]) for i in idx}
     rows = []
     for b in [float(x) for x in args.budgets.split(",")]:
-        seeds = {i: planner.seed(i, b) for i in idx}
-        recon = dict(zip(idx, seeded.reconstruct(model, [seeds[i] for i in idx])))
-        seed_bits = parsed = 0.0
-        sims = []
-        for i in idx:
-            kept = set()
-            pos = 0
-            for run in seeds[i].kept:  # recover which pieces were kept to price them
-                if run:
-                    at = files[i].data.index(run, pos)
-                    kept.add((at, at + len(run)))
-                    pos = at + len(run)
-            bits = sum(p.bits for p in planner.pieces[i] if any(a <= p.start and p.end <= e for a, e in kept))
-            seed_bits += bits + seeded.HOLE_BITS * len(seeds[i].hints)
-            lang = planner.langs[i]
-            ok = not spans.has_errors(lang, recon[i])
-            parsed += ok
-            sims.append(seeded.ast_similarity(lang, files[i].data, recon[i]))
-        rate = seed_bits / sum(total_bits.values())
-        rows.append({"budget": b, "rate": rate, "parse_share": parsed / len(idx), "ast_similarity": float(np.mean(sims)),
-                     "seed_kb_est": seed_bits / 8000, "exact_lm_kb_est": sum(total_bits.values()) / 8000})
-        print(f"budget {b:.2f}: rate {rate:.3f} of exact, parses {parsed:.0f}/{len(idx)}, "
-              f"mean AST similarity {np.mean(sims):.3f}", flush=True)
+        for repaired in (False, True):
+            seed_bits = parsed = 0.0
+            sims = []
+            for i in idx:
+                kept = planner.select(i, b)
+                if repaired:
+                    seed, recon = planner.repair(i, kept)
+                else:
+                    seed = seeded.build_seed(model, files[i].data, planner.pieces[i], tuple(kept))
+                    recon = planner.reconstruct(seed)
+                seed_bits += sum(p.bits for p, k in zip(planner.pieces[i], kept) if k)
+                seed_bits += seeded.HOLE_BITS * len(seed.hints)
+                lang = planner.langs[i]
+                parsed += not spans.has_errors(lang, recon)
+                sims.append(seeded.ast_similarity(lang, files[i].data, recon))
+            rate = seed_bits / sum(total_bits.values())
+            rows.append({"budget": b, "repaired": repaired, "rate": rate, "parse_share": parsed / len(idx),
+                         "ast_similarity": float(np.mean(sims)), "seed_kb_est": seed_bits / 8000,
+                         "exact_lm_kb_est": sum(total_bits.values()) / 8000})
+            print(f"budget {b:.2f}{' repaired' if repaired else ''}: rate {rate:.3f} of exact, parses "
+                  f"{parsed:.0f}/{len(idx)}, mean AST similarity {np.mean(sims):.3f} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
     rng = random.Random(0)
     mp, gain = [], []
     for i in idx:
@@ -95,14 +95,16 @@ def main() -> None:
             data = files[i].data
             hint = len(model.encode(data[p.start:p.end].decode("utf-8")))
             seed = seeded.Seed([data[:p.start], data[p.end:]], [hint])
-            rec = seeded.reconstruct(model, [seed])[0]
+            rec = planner.reconstruct(seed)
             mp.append(p.value)
             gain.append(1.0 - seeded.ast_similarity(planner.langs[i], data, rec))
     rho = spearman(mp, gain)
     print(f"MP vs realised gain: Spearman {rho:.3f} over {len(mp)} pieces ({time.perf_counter() - t0:.0f} s total)")
-    print("\n| budget | rate (fraction of exact LM bits) | files that parse | mean AST similarity |\n|---|---|---|---|")
+    print("\n| budget | seed | rate (fraction of exact LM bits) | files that parse | mean AST similarity |\n"
+          "|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['budget']:.2f} | {r['rate']:.3f} | {100 * r['parse_share']:.0f}% | {r['ast_similarity']:.3f} |")
+        print(f"| {r['budget']:.2f} | {'repaired' if r['repaired'] else 'selected'} | {r['rate']:.3f} | "
+              f"{100 * r['parse_share']:.0f}% | {r['ast_similarity']:.3f} |")
     if args.plots:
         import matplotlib
         matplotlib.use("Agg")
@@ -111,7 +113,9 @@ def main() -> None:
         for key, label, name in (("ast_similarity", "mean AST similarity", "rd_similarity.png"),
                                  ("parse_share", "share of files that parse", "rd_parse.png")):
             fig, ax = plt.subplots(figsize=(5, 3.5))
-            ax.plot([r["rate"] for r in rows], [r[key] for r in rows], "o-", label="seeded")
+            for repaired, style, name_ in ((False, "o-", "selected seed"), (True, "s-", "repaired seed")):
+                sel = [r for r in rows if r["repaired"] == repaired]
+                ax.plot([r["rate"] for r in sel], [r[key] for r in sel], style, label=name_)
             ax.axvline(1.0, color="gray", linestyle="--", label="exact (LM alone)")
             ax.set_xlabel("rate (fraction of exact bits)")
             ax.set_ylabel(label)

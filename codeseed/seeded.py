@@ -165,7 +165,7 @@ class Planner:
             parts, changed = [seed.kept[0]], False
             for j, hint in enumerate(seed.hints):
                 prefix, suffix = b"".join(parts), seed.kept[j + 1]
-                mid = self._fill(prefix, suffix, hint)
+                mid = self.fill_hole(prefix, suffix, hint)
                 a, b = ps[holes[j][0]].start, ps[holes[j][1] - 1].end
                 if spans.has_errors(lang, prefix + mid + data[b:]):
                     kept[holes[j][0]:holes[j][1]] = [True] * (holes[j][1] - holes[j][0])
@@ -176,7 +176,14 @@ class Planner:
         seed = build_seed(self.model, data, ps, tuple(kept))
         return seed, reconstruct(self.model, [seed])[0]
 
-    def _fill(self, prefix: bytes, suffix: bytes, hint: int) -> bytes:
+    def reconstruct(self, seed: Seed) -> bytes:
+        """reconstruct() of one seed, through the fill cache (the same bytes, computed once)."""
+        parts = [seed.kept[0]]
+        for j, hint in enumerate(seed.hints):
+            parts += [self.fill_hole(b"".join(parts), seed.kept[j + 1], hint), seed.kept[j + 1]]
+        return b"".join(parts)
+
+    def fill_hole(self, prefix: bytes, suffix: bytes, hint: int) -> bytes:
         key = hashlib.sha256(b"%d\0%d\0" % (hint, len(prefix)) + prefix + suffix).digest()
         if key not in self._fills:
             with pinned_threads(1):  # as reconstruct() does: the same call gives the same fill
