@@ -21,7 +21,7 @@ import numpy as np
 from codeseed import spans
 
 KIND_WEIGHT = {"import": 3.0, "signature": 2.5, "name": 3.0, "control": 1.5, "string": 1.2, "code": 1.0,
-               "body": 1.0, "comment": 0.2, "docstring": 0.3}
+               "body": 1.0, "comment": 0.2, "comment_text": 0.2, "docstring": 0.3, "docstring_text": 0.3}
 DOCTEST_WEIGHT = 1.5
 LAYOUT_WEIGHT = 20.0  # whitespace-only pieces: nearly free to keep, and fills of them broke layout (measured)
 IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]{2,}")
@@ -54,14 +54,14 @@ def names_elsewhere(files: dict[str, bytes]) -> dict[str, set[bytes]]:
 
 
 def assess(model, lang: spans.Language, data: bytes, shared_names: set[bytes] = frozenset()) -> list[Piece]:
-    pieces = spans.segments(data, spans.extract(lang, data))
+    pieces = spans.segments(data, spans.extract(lang, data), lang.line_comment)
     bits = byte_bits(model, data)
     out = []
     for p in pieces:
         b = float(bits[p.start:p.end].sum())
         w = KIND_WEIGHT[p.kind]
         text = data[p.start:p.end]
-        if p.kind == "docstring" and b">>>" in text:
+        if p.kind in ("docstring", "docstring_text") and b">>>" in text:
             w = DOCTEST_WEIGHT
         if p.kind == "name" and text in shared_names:
             w *= 2

@@ -29,20 +29,43 @@ MAX_REPAIR_PASSES = 6
 SEED_OVERHEAD_BITS = 256.0  # a seeded entry's extra index meta (hints, budget, similarity): ~30 bytes measured
 
 
+# Stop rules of free-text holes (a comment's text, a docstring's text): the fill is cut at the first
+# stop string, so it cannot end the comment or the string early and any fill parses.
+STOPS = {".": (), "n": ("\n", "\r"), "d": ('"""',), "s": ("'''",), "q": ('"', "\n", "\r"), "a": ("'", "\n", "\r")}
+QUOTE_RULES = {'"""': "d", "'''": "s", '"': "q", "'": "a"}  # longest first
+
+
+def cut_fill(text: str, rule: str) -> str:
+    stops = STOPS[rule]
+    for s in stops:
+        at = text.find(s)
+        if at >= 0:
+            text = text[:at]
+    if rule in ("d", "s", "q", "a"):
+        # inside a string: a backslash could escape the closing quote or start a bad escape, and a
+        # quote at the end would run into the closing one
+        text = text.replace("\\", "").rstrip(stops[0][0])
+    return text
+
+
 @dataclass
 class Seed:
     kept: list[bytes]    # len(hints) + 1 runs
     hints: list[int]     # token count of each hole in the original
+    stops: str = ""      # one STOPS rule per hole, or "" when no hole has one
 
     def text(self) -> bytes:
         return HOLE.join(self.kept)
 
+    def rule(self, j: int) -> str:
+        return self.stops[j] if self.stops else "."
+
     @classmethod
-    def parse(cls, text: bytes, hints: list[int]) -> Seed:
+    def parse(cls, text: bytes, hints: list[int], stops: str = "") -> Seed:
         kept = text.split(HOLE)
-        if len(kept) != len(hints) + 1:
+        if len(kept) != len(hints) + 1 or (stops and len(stops) != len(hints)) or set(stops) - set(STOPS):
             raise ValueError("seed does not match its hole hints")
-        return cls(kept, hints)
+        return cls(kept, hints, stops)
 
 
 @dataclass
@@ -54,7 +77,8 @@ class SeededFile:
 
     def meta(self) -> dict:
         # the reconstruction's SHA-256 is the entry's sha256 field (what unpack writes and checks)
-        return {"holes": self.seed.hints, "budget": round(self.budget, 2), "similarity": round(self.similarity, 3)}
+        meta = {"holes": self.seed.hints, "budget": round(self.budget, 2), "similarity": round(self.similarity, 3)}
+        return meta | ({"stops": self.seed.stops} if self.seed.stops else {})
 
 
 def node_types(lang: spans.Language, data: bytes) -> list[str]:
@@ -75,20 +99,32 @@ def ast_similarity(lang: spans.Language, a: bytes, b: bytes) -> float:
 
 
 def build_seed(model, data: bytes, pieces: list[assess.Piece], kept: tuple[bool, ...]) -> Seed:
-    runs, hints, hole = [b""], [], None
-    for p, k in zip(pieces, kept):
-        if k:
-            if hole is not None:
-                hints.append(len(model.encode(data[hole:p.start].decode("utf-8"))))
-                runs.append(b"")
-                hole = None
-            runs[-1] += data[p.start:p.end]
-        elif hole is None:
-            hole = p.start
-    if hole is not None:
-        hints.append(len(model.encode(data[hole:].decode("utf-8"))))
-        runs.append(b"")
-    return Seed(runs, hints)
+    runs, hints, stops, pos = [], [], [], 0
+    for i, j in hole_ranges(list(kept)):
+        a, b = pieces[i].start, pieces[j - 1].end
+        runs.append(data[pos:a])
+        hints.append(len(model.encode(data[a:b].decode("utf-8"))))
+        stops.append(stop_rule(data, pieces[i:j]))
+        pos = b
+    runs.append(data[pos:])
+    stops = "".join(stops)
+    return Seed(runs, hints, stops if stops.strip(".") else "")
+
+
+def stop_rule(data: bytes, hole: list[assess.Piece]) -> str:
+    """The stop rule of a hole: free text alone in its hole gets one, anything else none."""
+    if len(hole) != 1 or hole[0].kind not in spans.FREE_TEXT:
+        return "."
+    if hole[0].kind == "comment_text":
+        return "n"
+    before = data[max(0, hole[0].start - 4):hole[0].start].rstrip(b"\"'")
+    if before[-1:] in (b"f", b"F", b"b", b"B"):
+        return "."  # f-strings and bytes: braces and non-ASCII would need more rules
+    after = data[hole[0].end:hole[0].end + 3].decode("utf-8", "replace")
+    for quote, rule in QUOTE_RULES.items():
+        if after.startswith(quote):
+            return rule
+    return "."
 
 
 def reconstruct(model, seeds: list[Seed], progress=None) -> list[bytes]:
@@ -105,7 +141,7 @@ def reconstruct(model, seeds: list[Seed], progress=None) -> list[bytes]:
             parts = [seed.kept[0]]
             for j, hint in enumerate(seed.hints):
                 mid = model.fill([b"".join(parts).decode("utf-8")], [seed.kept[j + 1].decode("utf-8")], hint)[0]
-                parts += [mid.encode("utf-8"), seed.kept[j + 1]]
+                parts += [cut_fill(mid, seed.rule(j)).encode("utf-8"), seed.kept[j + 1]]
                 if progress:
                     progress.advance(task)
             out.append(b"".join(parts))
@@ -165,7 +201,7 @@ class Planner:
             parts, changed = [seed.kept[0]], False
             for j, hint in enumerate(seed.hints):
                 prefix, suffix = b"".join(parts), seed.kept[j + 1]
-                mid = self.fill_hole(prefix, suffix, hint)
+                mid = self.fill_hole(prefix, suffix, hint, seed.rule(j))
                 a, b = ps[holes[j][0]].start, ps[holes[j][1] - 1].end
                 if spans.has_errors(lang, prefix + mid + data[b:]):
                     kept[holes[j][0]:holes[j][1]] = [True] * (holes[j][1] - holes[j][0])
@@ -180,16 +216,15 @@ class Planner:
         """reconstruct() of one seed, through the fill cache (the same bytes, computed once)."""
         parts = [seed.kept[0]]
         for j, hint in enumerate(seed.hints):
-            parts += [self.fill_hole(b"".join(parts), seed.kept[j + 1], hint), seed.kept[j + 1]]
+            parts += [self.fill_hole(b"".join(parts), seed.kept[j + 1], hint, seed.rule(j)), seed.kept[j + 1]]
         return b"".join(parts)
 
-    def fill_hole(self, prefix: bytes, suffix: bytes, hint: int) -> bytes:
+    def fill_hole(self, prefix: bytes, suffix: bytes, hint: int, rule: str = ".") -> bytes:
         key = hashlib.sha256(b"%d\0%d\0" % (hint, len(prefix)) + prefix + suffix).digest()
         if key not in self._fills:
             with pinned_threads(1):  # as reconstruct() does: the same call gives the same fill
-                self._fills[key] = self.model.fill([prefix.decode("utf-8")], [suffix.decode("utf-8")], hint)[0] \
-                    .encode("utf-8")
-        return self._fills[key]
+                self._fills[key] = self.model.fill([prefix.decode("utf-8")], [suffix.decode("utf-8")], hint)[0]
+        return cut_fill(self._fills[key], rule).encode("utf-8")
 
     def plan(self, budgets: dict[int, float]) -> dict[int, SeededFile]:
         """For each file, the first budget from budgets[i] up (in BUDGET_STEP) at which the repaired

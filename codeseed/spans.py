@@ -18,11 +18,15 @@ from pathlib import Path, PurePosixPath
 
 import tree_sitter as ts
 
-KINDS = ("import", "signature", "control", "body", "comment", "docstring", "string", "name", "code")
+KINDS = ("import", "signature", "control", "body", "comment", "comment_text", "docstring", "docstring_text",
+         "string", "name", "code")
 WHOLE = {"import": "import", "name": "name", "comment": "comment", "docstring": "docstring", "string": "string",
-         "signature": "signature", "exit": "control", "body": "body"}
+         "signature": "signature", "exit": "control", "body": "body", "docstring_text": "docstring_text"}
 HEADERS = {"definition": "signature", "control": "control"}
-SPECIFICITY = ("docstring", "comment", "string", "name", "import", "control", "signature", "body", "code")
+SPECIFICITY = ("docstring_text", "docstring", "comment", "string", "name", "import", "control", "signature", "body",
+               "code")
+FREE_TEXT = ("comment_text", "docstring_text")  # text whose fill can be cut to always parse
+HEAD_LINES = 2  # comments on the first lines stay whole: shebangs and encoding declarations live there
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Language:
     name: str
     language: ts.Language
     query: ts.Query
+    line_comment: str | None = None
 
 
 def _grammar_file(name: str) -> str:
@@ -56,7 +61,8 @@ def _table() -> dict[str, dict]:
 def load(name: str) -> Language:
     spec = _table()[name]
     lang = ts.Language(getattr(importlib.import_module(spec["module"]), spec["function"])())
-    return Language(name, lang, ts.Query(lang, _grammar_file(spec.get("query", name) + ".scm")))
+    return Language(name, lang, ts.Query(lang, _grammar_file(spec.get("query", name) + ".scm")),
+                    spec.get("line_comment"))
 
 
 def language_for(path: str) -> str | None:
@@ -102,9 +108,10 @@ def extract(lang: Language, data: bytes) -> list[Span]:
     return sorted(out, key=lambda s: (s.start, -s.end, s.kind))
 
 
-def segments(data: bytes, spans: list[Span]) -> list[Span]:
+def segments(data: bytes, spans: list[Span], line_comment: str | None = None) -> list[Span]:
     """A partition of `data` into pieces labelled by the innermost covering span ('code' if none);
-    neighbouring pieces of the same kind are merged."""
+    neighbouring pieces of the same kind are merged. With `line_comment`, a one-line comment is
+    cut into its marker (kind code: it is syntax) and its text (kind comment_text)."""
     cuts = sorted({0, len(data)} | {s.start for s in spans} | {s.end for s in spans})
     pieces: list[Span] = []
     for a, b in zip(cuts, cuts[1:]):
@@ -117,4 +124,25 @@ def segments(data: bytes, spans: list[Span]) -> list[Span]:
             pieces[-1] = Span(kind, pieces[-1].start, b)
         else:
             pieces.append(Span(kind, a, b))
-    return pieces
+    return _split_comments(data, pieces, line_comment.encode()) if line_comment else pieces
+
+
+def _split_comments(data: bytes, pieces: list[Span], marker: bytes) -> list[Span]:
+    head_end = 0
+    for _ in range(HEAD_LINES):
+        head_end = data.find(b"\n", head_end) + 1 or len(data)
+    out = []
+    for p in pieces:
+        text = data[p.start:p.end]
+        if p.kind == "comment" and p.start >= head_end and text.startswith(marker) and b"\n" not in text:
+            cut = p.start + len(marker)
+            while cut < p.end and data[cut] in b" \t":
+                cut += 1
+            end = p.end - 1 if text.endswith(b"\r") else p.end  # a CRLF line's \r stays out of the text
+            if cut < end:
+                out += [Span("code", p.start, cut), Span("comment_text", cut, end)]  # the marker is syntax
+                if end < p.end:
+                    out.append(Span("code", end, p.end))
+                continue
+        out.append(p)
+    return out

@@ -116,7 +116,8 @@ def _reconstruct(arc: archive.Archive, entries: list[archive.Entry], out: dict[s
     if lm is None:
         raise ArchiveError(f"{arc.path}: corrupt archive (seeded entries but no model in the header)")
     try:
-        seeds = [seeded.Seed.parse(out[e.path], [int(h) for h in e.meta["holes"]]) for e in entries]
+        seeds = [seeded.Seed.parse(out[e.path], [int(h) for h in e.meta["holes"]], str(e.meta.get("stops", "")))
+                 for e in entries]
     except (KeyError, ValueError, TypeError):
         raise ArchiveError(f"{arc.path}: corrupt archive (bad seed)") from None
     differs = []

@@ -1,6 +1,8 @@
 ; Span kinds for seeded mode. Captures: @import, @name, @comment, @docstring, @string,
 ; @signature (kept whole), @exit (return/raise: control flow), and pairs @definition/@control
 ; + @body: the header is the text from the start of the definition to the start of its body.
+; @docstring_text: a docstring's text between its quotes; a hole of just that text is filled with
+; a stop at the closing quotes, so any fill parses (a comment's text after `line_comment` likewise).
 (import_statement) @import
 (import_from_statement) @import
 (future_import_statement) @import
@@ -25,5 +27,7 @@
 
 (module . (expression_statement (string) @docstring))
 (block . (expression_statement (string) @docstring))
+(module . (expression_statement (string (string_content) @docstring_text)))
+(block . (expression_statement (string (string_content) @docstring_text)))
 (comment) @comment
 (string) @string

@@ -58,7 +58,7 @@ def crafted_seeded_archive(tmp_path, model, recon_sha: str | None = None):
     data = (FIXTURE / "inventory" / "store.py").read_bytes()
     seed = seed_for(model, data, 0.5)
     recon = seeded.reconstruct(model, [seed])[0]
-    meta = {"holes": seed.hints, "budget": 0.5, "similarity": 0.0}
+    meta = {"holes": seed.hints, "budget": 0.5, "similarity": 0.0} | ({"stops": seed.stops} if seed.stops else {})
     e = archive.Entry("store.py", len(data), bytes.fromhex(recon_sha or hashlib.sha256(recon).hexdigest()), "stored",
                       "seeded", meta=meta)
     dst = tmp_path / "s.cseed"
@@ -107,3 +107,32 @@ def test_hole_ranges():
     assert seeded.hole_ranges([True, False, False, True, False]) == [(1, 3), (4, 5)]
     assert seeded.hole_ranges([True, True]) == []
     assert seeded.hole_ranges([False]) == [(0, 1)]
+
+
+def test_free_text_holes_always_parse_even_with_a_poor_model(tiny_model):
+    """Drop every comment text and docstring text: whatever the (tiny, poor) model writes, the stop
+    rules keep the file parsing, and its AST (comments aside) is unchanged."""
+    data = (FIXTURE / "inventory" / "store.py").read_bytes()
+    lang = spans.load("python")
+    pieces = assess.assess(tiny_model, lang, data)
+    kept = tuple(p.kind not in spans.FREE_TEXT for p in pieces)
+    seed = seeded.build_seed(tiny_model, data, pieces, kept)
+    assert seed.hints and set(seed.stops) <= {"n", "d", "s"} and len(seed.stops) == len(seed.hints)
+    recon = seeded.reconstruct(tiny_model, [seed])[0]
+    assert not spans.has_errors(lang, recon)
+    assert seeded.ast_similarity(lang, data, recon) == 1.0
+    assert seeded.Seed.parse(seed.text(), seed.hints, seed.stops) == seed
+
+
+@pytest.mark.parametrize("rule,fill,want", [
+    ("n", "a note\nx = 1", "a note"),
+    ("n", "a note\r\n", "a note"),
+    ("d", 'Text """ then code', "Text "),
+    ("d", 'ends in a quote"', "ends in a quote"),
+    ("d", "escapes \\N and \\", "escapes N and "),
+    ("s", "one ''' two", "one "),
+    ("q", "line\nnext", "line"),
+    (".", "anything\n", "anything\n"),
+])
+def test_cut_fill(rule, fill, want):
+    assert seeded.cut_fill(fill, rule) == want

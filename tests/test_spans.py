@@ -50,16 +50,28 @@ def test_spans_for_each_language(language):
         assert kind in by_kind, f"{language}: no {kind} span"
         if text is not None:
             assert text in by_kind[kind], f"{language}: {text!r} not captured as {kind}"
-    pieces = spans.segments(data, found)
+    pieces = spans.segments(data, found, lang.line_comment)
     assert b"".join(data[p.start:p.end] for p in pieces) == data      # an exact partition
     assert all(a.end == b.start for a, b in zip(pieces, pieces[1:]))
     assert {p.kind for p in pieces} <= set(spans.KINDS)
 
 
-def test_docstring_beats_body_on_equal_extent():
+def test_docstring_beats_body_and_its_text_is_a_piece_of_its_own():
     data = b'class A:\n    """Only a docstring."""\n'
     pieces = spans.segments(data, spans.extract(spans.load("python"), data))
-    assert ("docstring", b'"""Only a docstring."""') in [(p.kind, data[p.start:p.end]) for p in pieces]
+    got = [(p.kind, data[p.start:p.end]) for p in pieces]
+    assert ("docstring_text", b"Only a docstring.") in got
+    assert ("docstring", b'"""') in got  # the quotes: the docstring beat the body that covers it too
+
+
+def test_one_line_comments_are_cut_after_their_marker():
+    data = b"#!/usr/bin/env python\n# -*- coding: utf-8 -*-\nx = 1  #  note here\r\n// not python\n"
+    lang = spans.load("python")
+    pieces = spans.segments(data, spans.extract(lang, data), lang.line_comment)
+    got = [(p.kind, data[p.start:p.end]) for p in pieces]
+    assert ("comment_text", b"note here") in got and ("code", b"#  ") in got
+    assert ("comment", b"#!/usr/bin/env python") in got          # the first lines stay whole
+    assert not any(k == "comment_text" and b"\r" in t for k, t in got)
 
 
 def test_broken_file_reports_errors_and_unknown_extension():
