@@ -5,6 +5,8 @@ the kept runs of text, and for each hole between them a length hint (its token c
 is the kept runs joined by NUL (never in a text file), coded like any file by the exact codecs;
 the hints go in the entry's meta. Reconstruction fills the holes left to right with the FIM model,
 greedy, each capped at its hint (so it never depends on the model stopping), one file at a time.
+A hole that is exactly one free-text piece (a comment's or docstring's text) has a stop rule that
+cuts its fill so that it cannot leave the comment or string: such holes always parse.
 
 Pack runs the same reconstruction, so it knows the result: a hole whose fill breaks parsing is
 kept instead (Planner.repair), and a file whose reconstruction still does not parse, or falls
