@@ -35,6 +35,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"archive": str(report.archive), "archive_bytes": report.archive_bytes,
                           "raw_bytes": report.raw_bytes, "test_runs": report.test_runs,
+                          **({"xz_bytes": report.xz_bytes, "exact_estimate_bytes": round(report.exact_estimate)}
+                             if report.xz_bytes is not None else {}),
                           "files": [f.__dict__ for f in report.files]}, indent=2))
     elif mode == "seeded" and not args.quiet:
         _pack_table(report)
@@ -55,6 +57,10 @@ def _pack_table(report) -> None:
         table.add_row(f.path, f.fidelity, "" if f.budget is None else f"{f.budget:.2f}", str(f.size), str(f.stored_bytes))
     Console(stderr=True).print(table)
     print("fidelity: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=sys.stderr)
+    est, xz = report.exact_estimate, report.xz_bytes
+    print(f"archive {report.archive_bytes:,} bytes = {report.archive_bytes / est:.3f}x exact mode (~{est:,.0f}, "
+          f"estimated: this archive plus the model's bits of the dropped text) = "
+          f"{report.archive_bytes / xz:.3f}x xz -9e ({xz:,}, all files as one stream)", file=sys.stderr)
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from codeseed import archive, exact, seeded
+from codeseed import archive, codecs, exact, seeded
 from codeseed import verify as verify_mod
 from codeseed.lmcodec import MixSettings
 from codeseed.model import CodeModel
@@ -22,6 +22,7 @@ class FileReport:
     codec: str
     fidelity: str
     budget: float | None = None
+    saved_bytes_est: float = 0.0  # seeded: the model's estimate of what the holes saved against exact
 
 
 @dataclass
@@ -30,6 +31,12 @@ class PackReport:
     archive_bytes: int
     files: list[FileReport] = field(default_factory=list)
     test_runs: int = 0
+    xz_bytes: int | None = None  # seeded mode: xz -9e of all files as one stream, for the report
+
+    @property
+    def exact_estimate(self) -> float:
+        """The exact-mode archive size, estimated (seeded mode): this archive plus what holes saved."""
+        return self.archive_bytes + sum(f.saved_bytes_est for f in self.files)
 
     @property
     def raw_bytes(self) -> int:
@@ -118,6 +125,10 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "exact", model: str | 
                for i, (f, e, fid) in enumerate(zip(files, encoded, fidelity))]
     report = write_report(dst, header, entries, [e.payload for e in encoded])
     report.test_runs = test_runs
+    if mode == "seeded":
+        report.files = [replace(r, saved_bytes_est=plan[i].saved_bits / 8) if i in plan else r
+                        for i, r in enumerate(report.files)]
+        report.xz_bytes = len(codecs.xz_encode(b"".join(f.data for f in files)))
     return report
 
 

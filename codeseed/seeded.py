@@ -76,6 +76,7 @@ class SeededFile:
     reconstruction: bytes
     budget: float
     similarity: float
+    saved_bits: float = 0.0  # LM bits of the dropped text less the holes' cost: what seeding saves
 
     def meta(self) -> dict:
         # the reconstruction's SHA-256 is the entry's sha256 field (what unpack writes and checks)
@@ -246,7 +247,7 @@ class Planner:
                 if not spans.has_errors(lang, recon):
                     sim = ast_similarity(lang, data, recon)
                     if sim >= self.min_similarity:
-                        done[i] = SeededFile(seed, recon, budget, sim)
+                        done[i] = SeededFile(seed, recon, budget, sim, saved)
                         break
                 budget += BUDGET_STEP
             if self.progress:
