@@ -3,6 +3,8 @@
     python -m codeseed.train --out runs/small --hours 3          # start or resume
     python -m codeseed.train --out runs/small --export DIR       # write the HF folder of the latest checkpoint
     python -m codeseed.train --out runs/next --init-from runs/small --hours 2 --peak-lr 1e-3   # continue
+    python -m codeseed.train --out runs/small --write-bundle corpus.tar.xz           # carry the corpus ...
+    python -m codeseed.train --out runs/gpu --bundle corpus.tar.xz --preset gpu      # ... to a GPU machine
 
 Recipe (measured in shared/notes/training.md): a small Llama, byte-level BPE of 8,192 tokens,
 rows of 256 tokens and 16 rows a step (many optimizer steps beat big batches here), bf16 autocast
@@ -53,6 +55,14 @@ class TrainConfig:
     threads: int = 2
     compile: bool = True
     eval_every_s: float = 600.0
+    device: str = "auto"  # cuda when there is one
+
+
+# One run on a lent GPU (about 8 minutes of an H100): twice the parameters of the CPU model (8.9M,
+# 36 MB of float32 weights, inside the ~40 MB the package may carry) and 512-token rows.
+PRESETS = {"cpu": {}, "gpu": {"layers": 8, "d_model": 256, "heads": 4, "ffn": 768, "seq_len": 512, "batch": 64,
+                              "peak_lr": 1.5e-3, "warmup_steps": 200, "hours": 0.13, "eval_every_s": 120.0,
+                              "threads": 16}}
 
 
 # ---------------------------------------------------------------- data
@@ -84,6 +94,16 @@ def prepare(out: Path, cfg: TrainConfig, roots: list[Path]) -> None:
     tok = train_tokenizer([f.text for f in sample], cfg.vocab_size)
     tok.save(str(out / "tokenizer.json"))
     texts = [f.text for f in train]
+    n_tokens = write_token_stream(out, tok, texts)
+    with open(out / "texts.pkl", "wb") as fh:
+        pickle.dump({"train": texts, "val": [f.text for f in val]}, fh)
+    info = {"manifest": json.loads(manifest.to_json()), "train_files": len(train), "val_files": len(val),
+            "train_tokens": n_tokens, "train_bytes": sum(len(t.encode()) for t in texts)}
+    (out / "corpus.json").write_text(json.dumps(info, indent=2))
+
+
+def write_token_stream(out: Path, tok, texts: list[str]) -> int:
+    """All training files as one uint16 token stream, each closed by <|endoftext|>."""
     ids = tok.encode_batch(texts)
     lengths = np.array([len(e.ids) + 1 for e in ids], dtype=np.int64)
     stream = np.empty(int(lengths.sum()), dtype=np.uint16)
@@ -93,11 +113,31 @@ def prepare(out: Path, cfg: TrainConfig, roots: list[Path]) -> None:
         stream[pos + len(e.ids)] = EOT
         pos += len(e.ids) + 1
     np.save(out / "train_tokens.npy", stream)
-    with open(out / "texts.pkl", "wb") as fh:
-        pickle.dump({"train": texts, "val": [f.text for f in val]}, fh)
-    info = {"manifest": json.loads(manifest.to_json()), "train_files": len(train), "val_files": len(val),
-            "train_tokens": int(stream.size), "train_bytes": sum(len(t.encode()) for t in texts)}
-    (out / "corpus.json").write_text(json.dumps(info, indent=2))
+    return int(stream.size)
+
+
+BUNDLE_FILES = ("corpus.json", "tokenizer.json", "texts.pkl")
+
+
+def write_bundle(out: Path, dest: Path) -> None:
+    """The prepared corpus of a run folder as one .tar.xz (~1/5 of its size) to carry to another
+    machine, such as a GPU machine that cannot read this one's site-packages."""
+    import tarfile
+    with tarfile.open(dest, "w:xz", preset=6) as tf:
+        for name in BUNDLE_FILES:
+            tf.add((out / name).resolve(), arcname=name)
+
+
+def unpack_bundle(bundle: Path, out: Path) -> None:
+    import tarfile
+    from tokenizers import Tokenizer
+    with tarfile.open(bundle) as tf:
+        for name in BUNDLE_FILES:
+            member = tf.getmember(name)
+            (out / name).write_bytes(tf.extractfile(member).read())
+    with open(out / "texts.pkl", "rb") as fh:
+        texts = pickle.load(fh)["train"]
+    write_token_stream(out, Tokenizer.from_file(str(out / "tokenizer.json")), texts)
 
 
 _COMMENT = re.compile(r"^[ \t]*#.*$", re.M)
@@ -212,7 +252,8 @@ def lr_at(cfg: TrainConfig, step: int, elapsed_s: float) -> float:
 
 
 @torch.no_grad()
-def validation_bpb(model, tok, texts: list[str], max_bytes: int = 300_000, seq_len: int = 256) -> float:
+def validation_bpb(model, tok, texts: list[str], max_bytes: int = 300_000, seq_len: int = 256,
+                   device: str = "cpu") -> float:
     """Bits per byte on held-out corpus files, in non-overlapping windows (a rough, fast curve)."""
     model.eval()
     bits, nbytes = 0.0, 0
@@ -221,7 +262,7 @@ def validation_bpb(model, tok, texts: list[str], max_bytes: int = 300_000, seq_l
             break
         ids = [EOT] + tok.encode(text).ids
         for s in range(0, len(ids) - 1, seq_len):
-            chunk = torch.tensor([ids[s:s + seq_len + 1]])
+            chunk = torch.tensor([ids[s:s + seq_len + 1]], device=device)
             logits = model(chunk[:, :-1]).logits.float()
             bits += torch.nn.functional.cross_entropy(logits[0], chunk[0, 1:], reduction="sum").item() / math.log(2)
         nbytes += len(text.encode())
@@ -239,10 +280,15 @@ def export(model, tok, dest: Path, meta: dict) -> None:
 CORPUS_CACHE = ("corpus.json", "tokenizer.json", "texts.pkl", "train_tokens.npy")
 
 
-def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None = None) -> None:
+def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None = None,
+          bundle: Path | None = None) -> None:
     from tokenizers import Tokenizer
     torch.set_num_threads(cfg.threads)
+    dev = torch.device("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     out.mkdir(parents=True, exist_ok=True)
+    if bundle and not (out / "corpus.json").exists():
+        print(f"unpacking corpus bundle {bundle} ...", flush=True)
+        unpack_bundle(bundle, out)
     if init_from and not (out / "ckpt.pt").exists():
         # A continuation is a new run (fresh optimizer and LR schedule) that starts from another
         # run's weights; it must use that run's tokenizer and corpus, so it links them.
@@ -257,7 +303,7 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
     with open(out / "texts.pkl", "rb") as fh:
         val_texts = pickle.load(fh)["val"]
     torch.manual_seed(cfg.seed)
-    model = make_model(cfg)
+    model = make_model(cfg).to(dev)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -265,13 +311,13 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
     state = {"step": 0, "elapsed_s": 0.0, "tokens": 0, "curve": []}
     ckpt = out / "ckpt.pt"
     if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
+        saved = torch.load(ckpt, weights_only=False, map_location=dev)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
         state = saved["state"]
         print(f"resumed at step {state['step']}, {state['elapsed_s'] / 60:.1f} min", flush=True)
     elif init_from:
-        parent = torch.load(init_from / "ckpt.pt", weights_only=False)
+        parent = torch.load(init_from / "ckpt.pt", weights_only=False, map_location=dev)
         model.load_state_dict(parent["model"])
         state["parent"] = {"run": str(init_from), "steps": parent["state"]["step"],
                            "tokens": parent["state"]["tokens"], "minutes": round(parent["state"]["elapsed_s"] / 60, 1),
@@ -283,7 +329,7 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
     model.train()
     t_last, t_eval = time.time(), time.time()
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {n_params / 1e6:.2f}M parameters", flush=True)
+    print(f"model: {n_params / 1e6:.2f}M parameters, on {dev}", flush=True)
 
     def save() -> None:
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state, "cfg": asdict(cfg)},
@@ -292,10 +338,11 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
 
     while state["elapsed_s"] < cfg.hours * 3600:
         x, y = batcher.batch()
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         lr = lr_at(cfg, state["step"], state["elapsed_s"])
         for g in opt.param_groups:
             g["lr"] = lr
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
             logits = step_fn(x).logits
         loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1),
                                                  ignore_index=PAD_LABEL)
@@ -312,13 +359,13 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
             print(f"step {state['step']} loss {loss.item():.3f} lr {lr:.2e} tokens {state['tokens'] / 1e6:.1f}M "
                   f"{state['elapsed_s'] / 60:.1f} min", flush=True)
         if now - t_eval > cfg.eval_every_s:
-            bpb = validation_bpb(model, tok, val_texts)
+            bpb = validation_bpb(model, tok, val_texts, seq_len=cfg.seq_len, device=dev)
             state["curve"].append({"step": state["step"], "minutes": round(state["elapsed_s"] / 60, 1),
                                    "tokens": state["tokens"], "val_bpb": round(bpb, 4)})
             print(f"eval step {state['step']} val bits/byte {bpb:.4f}", flush=True)
             save()
             t_eval = t_last = time.time()  # evaluation time is not training time
-    bpb = validation_bpb(model, tok, val_texts)
+    bpb = validation_bpb(model, tok, val_texts, seq_len=cfg.seq_len, device=dev)
     state["curve"].append({"step": state["step"], "minutes": round(state["elapsed_s"] / 60, 1),
                            "tokens": state["tokens"], "val_bpb": round(bpb, 4)})
     save()
@@ -327,8 +374,8 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
 
 def export_checkpoint(out: Path, dest: Path) -> None:
     from tokenizers import Tokenizer
-    saved = torch.load(out / "ckpt.pt", weights_only=False)
-    cfg = TrainConfig(**saved["cfg"])
+    saved = torch.load(out / "ckpt.pt", weights_only=False, map_location="cpu")
+    cfg = TrainConfig(**{**asdict(TrainConfig()), **saved["cfg"]})
     model = make_model(cfg)
     model.load_state_dict(saved["model"])
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
@@ -344,16 +391,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--corpus", type=Path, action="append", help="train on these folders instead of stdlib+site-packages")
     ap.add_argument("--export", type=Path, help="write the latest checkpoint as a Hugging Face folder and exit")
     ap.add_argument("--init-from", type=Path, help="start a new run from this run folder's weights, corpus and tokenizer")
+    ap.add_argument("--write-bundle", type=Path, help="write the run folder's prepared corpus as a .tar.xz and exit")
+    ap.add_argument("--bundle", type=Path, help="prepare the run folder from such a bundle (no corpus walk)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                    help="defaults for the settings below (gpu: a larger model for one run on a GPU)")
+    preset = PRESETS[ap.parse_known_args(argv)[0].preset]
     for f, v in asdict(TrainConfig()).items():
+        v = preset.get(f, v)
         ap.add_argument("--" + f.replace("_", "-"), type=type(v) if not isinstance(v, bool) else int, default=v)
     args = ap.parse_args(argv)
     if args.export:
         export_checkpoint(args.out, args.export)
         return
+    if args.write_bundle:
+        write_bundle(args.out, args.write_bundle)
+        return
     cfg = TrainConfig(**{f: getattr(args, f) for f in asdict(TrainConfig())})
     cfg.compile = bool(cfg.compile)
     roots = args.corpus or corpus.default_roots()
-    train(args.out, cfg, roots, init_from=args.init_from)
+    train(args.out, cfg, roots, init_from=args.init_from, bundle=args.bundle)
 
 
 if __name__ == "__main__":
