@@ -2,8 +2,9 @@
 
     python benchmarks/seeded_rd.py ../shared/eval-public/sdist --budgets 0.3,0.5,0.7 [--plots DIR] [--json OUT]
 
-For each .py file of each sdist and each budget (no budget escalation), two seeds: the one the
-selector picks, and the one pack's repair makes of it (holes whose fill breaks parsing kept):
+For each .py file of each sdist and each budget (no budget escalation), three seeds: the one the
+selector picks, the one pack's repair makes of it (holes whose fill breaks parsing kept), and the
+strict repair (every code hole whose fill is not the original kept: only free text differs):
   rate       = seed bits under the model (kept pieces + 12 bits a hole) / the file's bits under the
                model, i.e. a fraction of the exact LM size before mixing (1.0 = exact);
   distortion = does the reconstruction parse (tree-sitter, no ERROR/MISSING), and its AST similarity.
@@ -65,13 +66,13 @@ def main() -> None:
     total_bits = {i: sum(p.bits for p in planner.pieces[i]) for i in idx}
     rows = []
     for b in [float(x) for x in args.budgets.split(",")]:
-        for repaired in (False, True):
+        for variant in ("selected", "repaired", "strict"):
             seed_bits = parsed = 0.0
             sims = []
             for i in idx:
                 kept = planner.select(i, b)
-                if repaired:
-                    seed, recon = planner.repair(i, kept)
+                if variant != "selected":
+                    seed, recon = planner.repair(i, kept, strict=variant == "strict")
                 else:
                     seed = seeded.build_seed(model, files[i].data, planner.pieces[i], tuple(kept))
                     recon = planner.reconstruct(seed)
@@ -81,10 +82,10 @@ def main() -> None:
                 parsed += not spans.has_errors(lang, recon)
                 sims.append(seeded.ast_similarity(lang, files[i].data, recon))
             rate = seed_bits / sum(total_bits.values())
-            rows.append({"budget": b, "repaired": repaired, "rate": rate, "parse_share": parsed / len(idx),
+            rows.append({"budget": b, "seed": variant, "rate": rate, "parse_share": parsed / len(idx),
                          "ast_similarity": float(np.mean(sims)), "seed_kb_est": seed_bits / 8000,
                          "exact_lm_kb_est": sum(total_bits.values()) / 8000})
-            print(f"budget {b:.2f}{' repaired' if repaired else ''}: rate {rate:.3f} of exact, parses "
+            print(f"budget {b:.2f} {variant}: rate {rate:.3f} of exact, parses "
                   f"{parsed:.0f}/{len(idx)}, mean AST similarity {np.mean(sims):.3f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     rng = random.Random(0)
@@ -103,7 +104,7 @@ def main() -> None:
     print("\n| budget | seed | rate (fraction of exact LM bits) | files that parse | mean AST similarity |\n"
           "|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['budget']:.2f} | {'repaired' if r['repaired'] else 'selected'} | {r['rate']:.3f} | "
+        print(f"| {r['budget']:.2f} | {r['seed']} | {r['rate']:.3f} | "
               f"{100 * r['parse_share']:.0f}% | {r['ast_similarity']:.3f} |")
     if args.plots:
         import matplotlib
@@ -113,9 +114,9 @@ def main() -> None:
         for key, label, name in (("ast_similarity", "mean AST similarity", "rd_similarity.png"),
                                  ("parse_share", "share of files that parse", "rd_parse.png")):
             fig, ax = plt.subplots(figsize=(5, 3.5))
-            for repaired, style, name_ in ((False, "o-", "selected seed"), (True, "s-", "repaired seed")):
-                sel = [r for r in rows if r["repaired"] == repaired]
-                ax.plot([r["rate"] for r in sel], [r[key] for r in sel], style, label=name_)
+            for variant, style in (("selected", "o-"), ("repaired", "s-"), ("strict", "^-")):
+                sel = [r for r in rows if r["seed"] == variant]
+                ax.plot([r["rate"] for r in sel], [r[key] for r in sel], style, label=f"{variant} seed")
             ax.axvline(1.0, color="gray", linestyle="--", label="exact (LM alone)")
             ax.set_xlabel("rate (fraction of exact bits)")
             ax.set_ylabel(label)

@@ -77,6 +77,7 @@ class SeededFile:
     budget: float
     similarity: float
     saved_bits: float = 0.0  # LM bits of the dropped text less the holes' cost: what seeding saves
+    strict: bool = False     # only comments and docstrings may differ from the original
 
     def meta(self) -> dict:
         # the reconstruction's SHA-256 is the entry's sha256 field (what unpack writes and checks)
@@ -188,12 +189,15 @@ class Planner:
     def seed(self, i: int, budget: float) -> Seed:
         return build_seed(self.model, self.files[i].data, self.pieces[i], tuple(self.select(i, budget)))
 
-    def repair(self, i: int, kept: list[bool]) -> tuple[Seed, bytes]:
+    def repair(self, i: int, kept: list[bool], strict: bool = False) -> tuple[Seed, bytes]:
         """Keep every hole whose fill breaks parsing, until the decoder's reconstruction parses.
+        Strict: also keep every code hole (one without a stop rule) whose fill is not the original
+        text, so that only comments and docstrings can differ: the code is the original.
 
         One pass fills the holes left to right exactly as `reconstruct` does, and tests each fill
         against the original text after the hole: a fill that brings parse errors is replaced by the
-        original (its pieces are kept). Keeping a hole lengthens the suffix the hole before it was
+        original (its code pieces are kept; free-text pieces in it stay dropped, as holes of their
+        own with stop rules in the next pass). Keeping a hole lengthens the suffix the hole before it was
         filled with, so passes repeat until one keeps nothing new; that pass computed exactly what
         unpack will compute. Fills are cached by their inputs, so a repeat pass is cheap.
         """
@@ -206,8 +210,13 @@ class Planner:
                 prefix, suffix = b"".join(parts), seed.kept[j + 1]
                 mid = self.fill_hole(prefix, suffix, hint, seed.rule(j))
                 a, b = ps[holes[j][0]].start, ps[holes[j][1] - 1].end
-                if spans.has_errors(lang, prefix + mid + data[b:]):
-                    kept[holes[j][0]:holes[j][1]] = [True] * (holes[j][1] - holes[j][0])
+                if (strict and seed.rule(j) == "." and mid != data[a:b]) or \
+                        spans.has_errors(lang, prefix + mid + data[b:]):
+                    # keep the hole's code; its free text, if any, becomes holes of its own next pass
+                    hole = range(*holes[j])
+                    code = [k for k in hole if ps[k].kind not in spans.FREE_TEXT]
+                    for k in code if code and len(code) < len(hole) else hole:
+                        kept[k] = True
                     mid, changed = data[a:b], True
                 parts += [mid, suffix]
             if not changed:
@@ -229,10 +238,10 @@ class Planner:
                 self._fills[key] = self.model.fill([prefix.decode("utf-8")], [suffix.decode("utf-8")], hint)[0]
         return cut_fill(self._fills[key], rule).encode("utf-8")
 
-    def plan(self, budgets: dict[int, float]) -> dict[int, SeededFile]:
+    def plan(self, budgets: dict[int, float], strict: bool = False) -> dict[int, SeededFile]:
         """For each file, the first budget from budgets[i] up (in BUDGET_STEP) at which the repaired
         reconstruction parses cleanly and reaches min_similarity; files that get there with at least
-        one hole are returned, the others stay exact."""
+        one hole are returned, the others stay exact. Strict: see repair()."""
         budgets = {i: b for i, b in budgets.items() if i in self.langs}
         done: dict[int, SeededFile] = {}
         task = self.progress.add_task("reconstruct", total=len(budgets)) if self.progress else None
@@ -240,14 +249,14 @@ class Planner:
             lang, data = self.langs[i], self.files[i].data
             while budget < 1.0:
                 kept = self.select(i, budget)
-                seed, recon = self.repair(i, kept)
+                seed, recon = self.repair(i, kept, strict)
                 saved = sum(p.bits for p, k in zip(self.pieces[i], kept) if not k) - HOLE_BITS * len(seed.hints)
                 if saved < SEED_OVERHEAD_BITS:
                     break  # repair kept (nearly) everything: exact storage is as small and exact
                 if not spans.has_errors(lang, recon):
                     sim = ast_similarity(lang, data, recon)
                     if sim >= self.min_similarity:
-                        done[i] = SeededFile(seed, recon, budget, sim, saved)
+                        done[i] = SeededFile(seed, recon, budget, sim, saved, strict)
                         break
                 budget += BUDGET_STEP
             if self.progress:
