@@ -1,10 +1,13 @@
 """Verified seeded packing on real projects: pack with the project's own tests, unpack, test again.
 
     python benchmarks/verified.py ../shared/eval-public [--projects tinydb] [--budget 0.6]
+        [--exact-from benchmarks/results/compare_tree.json]
 
 For each project of manifest.tsv: unpack its sdist, make its test venv (make_venv.sh), pack
-`--seeded --test-cmd <recorded command>`, unpack into a new folder, run run_tests.sh there, and
-pack `--exact` for the size comparison. Prints fidelities, sizes and test runs.
+`--seeded --test-cmd <recorded command>` (without pack's own decode check: the unpack that follows
+checks every SHA-256), unpack into a new folder, run run_tests.sh there, and pack `--exact` for
+the size comparison, or take that size from a compare.py JSON of the same tree and code.
+Prints fidelities, sizes and test runs.
 """
 from __future__ import annotations
 
@@ -28,7 +31,12 @@ def main() -> None:
     ap.add_argument("--projects", help="comma list of names (default: all)")
     ap.add_argument("--budget", type=float, default=0.6)
     ap.add_argument("--model", type=Path)
+    ap.add_argument("--exact-from", type=Path, help="compare.py --json output holding the exact sizes")
     args = ap.parse_args()
+    known = {}
+    if args.exact_from:
+        import json
+        known = {r["project"]: r["codeseed exact"]["bytes"] for r in json.loads(args.exact_from.read_text())}
     model = CodeModel(args.model)
     with open(args.eval_dir / "manifest.tsv") as fh:
         manifest = list(csv.DictReader(fh, delimiter="\t"))
@@ -50,9 +58,10 @@ def main() -> None:
             cmd = f"PYTHONPATH={root} {venv}/bin/python " + row["test_command"].split(" ", 1)[1]
             t = time.perf_counter()
             rep = codeseed.pack(src, work / "s.cseed", mode="seeded", model=model, budget=args.budget, test_cmd=cmd,
-                                no_ignore=True)
+                                no_ignore=True, verify=False)
             pack_s = time.perf_counter() - t
-            ex = codeseed.pack(src, work / "e.cseed", mode="exact", model=model, no_ignore=True, verify=False)
+            exact_bytes = known.get(src.name) or codeseed.pack(src, work / "e.cseed", mode="exact", model=model,
+                                                               no_ignore=True, verify=False).archive_bytes
             out = work / row["sdist_filename"].removesuffix(".tar.gz")
             codeseed.unpack(work / "s.cseed", out, model=model)
             r = subprocess.run(["bash", str(args.eval_dir / "run_tests.sh"), str(out), str(venv)],
@@ -60,8 +69,12 @@ def main() -> None:
             tail = (r.stdout.strip().splitlines() or ["?"])[-1]
             seeded_n = sum(f.fidelity == "seeded+tests" for f in rep.files)
             print(f"| {row['name']} | {seeded_n} / {len(rep.files) - seeded_n} | {rep.archive_bytes:,} | "
-                  f"{ex.archive_bytes:,} | {rep.archive_bytes / ex.archive_bytes:.3f} | {rep.test_runs} | "
+                  f"{exact_bytes:,} | {rep.archive_bytes / exact_bytes:.3f} | {rep.test_runs} | "
                   f"exit {r.returncode}: {tail} | {pack_s:.0f} |", flush=True)
+            for f in rep.files:
+                if f.fidelity != "exact":
+                    print(f"    {f.path}: {f.fidelity}, budget {f.budget}, {f.size:,} -> {f.stored_bytes:,} bytes, "
+                          f"~{f.saved_bytes_est:.0f} bytes saved (model estimate)", flush=True)
 
 
 if __name__ == "__main__":
