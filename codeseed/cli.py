@@ -30,6 +30,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         raise CodeseedError("--test-cmd checks seeded reconstructions: use it with --seeded")
     report = codeseed.pack(args.src, args.output, mode=mode, model=args.model, budget=args.budget,
                            min_similarity=args.min_similarity, test_cmd=args.test_cmd, test_timeout=args.test_timeout,
+                           lossy_code=args.lossy_code,
                            allow_failing_tests=args.allow_failing_tests, verify=not args.no_verify,
                            no_ignore=args.no_ignore, force=args.force, quiet=args.quiet)
     if args.json:
@@ -178,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"seeded mode: seed size as a fraction of the exact size (default {DEFAULT_BUDGET})")
     sp.add_argument("--min-similarity", type=float, default=DEFAULT_MIN_SIMILARITY,
                     help=f"seeded mode: least AST similarity of a reconstruction (default {DEFAULT_MIN_SIMILARITY})")
+    sp.add_argument("--lossy-code", action="store_true",
+                    help="seeded mode: also let code come back different where it still parses and reaches "
+                         "--min-similarity (default: only comments, docstrings and code the model regenerates "
+                         "exactly are left out)")
     sp.add_argument("--test-cmd", help="seeded mode: shell command that must pass in the reconstructed tree")
     sp.add_argument("--test-timeout", type=float, default=300.0, help="seconds per test run (default 300)")
     sp.add_argument("--allow-failing-tests", action="store_true",

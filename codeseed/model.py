@@ -144,6 +144,25 @@ class CodeModel:
 
     # ------------------------------------------------------------ fill in the middle
 
+    def _fim_prompt(self, prefix: str, suffix: str, room: int) -> list[int]:
+        """PSM prompt: the end of the prefix and the start of the suffix, in `room` tokens."""
+        fmt, vocab = self.fim_format, self.tokenizer.get_vocab()
+        pi, si = self.encode(prefix), self.encode(suffix)
+        n_s = min(len(si), max(room // 3, room - len(pi)))
+        n_p = min(len(pi), room - n_s)
+        return [vocab[fmt.prefix]] + pi[len(pi) - n_p:] + [vocab[fmt.suffix]] + si[:n_s] + [vocab[fmt.middle]]
+
+    @torch.no_grad()
+    def reproduces(self, prefix: str, suffix: str, middle: list[int]) -> bool:
+        """Whether greedy fill(prefix, suffix, len(middle)) likely gives `middle` back, from one
+        teacher-forced forward pass instead of len(middle) steps. A filter only: a near tie can
+        come out otherwise in fill()'s cached steps, so a True must be confirmed with fill()."""
+        if not middle:
+            return True
+        prompt = self._fim_prompt(prefix, suffix, max(32, self.context - len(middle) - 4))
+        logits = self.model(torch.tensor([prompt + middle[:-1]])).logits[0, len(prompt) - 1:]
+        return logits.argmax(-1).tolist() == list(middle)
+
     @torch.no_grad()
     def fill(self, prefixes: list[str], suffixes: list[str], max_tokens: int | list[int] = 64) -> list[str]:
         """Greedy FIM middles, batched with a KV cache. Stops at the format's stop tokens or the cap.
@@ -160,13 +179,7 @@ class CodeModel:
         # prompt room: the context minus the longest fill; a hole longer than the context still gets
         # some context on both sides (its fill will be poor, and pack's checks will catch that)
         room = max(32, self.context - max(limits) - 4)
-        prompts = []
-        for p, s in zip(prefixes, suffixes):
-            pi, si = self.encode(p), self.encode(s)
-            n_s = min(len(si), max(room // 3, room - len(pi)))
-            n_p = min(len(pi), room - n_s)
-            prompts.append([vocab[fmt.prefix]] + pi[len(pi) - n_p:] + [vocab[fmt.suffix]] + si[:n_s]
-                           + [vocab[fmt.middle]])
+        prompts = [self._fim_prompt(p, s, room) for p, s in zip(prefixes, suffixes)]
         # left-pad to a common length; the attention mask hides the pads
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

@@ -208,10 +208,14 @@ class Planner:
             parts, changed = [seed.kept[0]], False
             for j, hint in enumerate(seed.hints):
                 prefix, suffix = b"".join(parts), seed.kept[j + 1]
-                mid = self.fill_hole(prefix, suffix, hint, seed.rule(j))
                 a, b = ps[holes[j][0]].start, ps[holes[j][1] - 1].end
-                if (strict and seed.rule(j) == "." and mid != data[a:b]) or \
-                        spans.has_errors(lang, prefix + mid + data[b:]):
+                code_hole = strict and seed.rule(j) == "."
+                if code_hole and not self.model.reproduces(prefix.decode("utf-8"), suffix.decode("utf-8"),
+                                                            self.model.encode(data[a:b].decode("utf-8"))):
+                    mid = b""  # it would not come back as it was: no need to generate it
+                else:
+                    mid = self.fill_hole(prefix, suffix, hint, seed.rule(j))
+                if (code_hole and mid != data[a:b]) or spans.has_errors(lang, prefix + mid + data[b:]):
                     # keep the hole's code; its free text, if any, becomes holes of its own next pass
                     hole = range(*holes[j])
                     code = [k for k in hole if ps[k].kind not in spans.FREE_TEXT]

@@ -70,3 +70,22 @@ def test_verify_command_runs_tests_on_the_unpacked_tree(tmp_path, capsys):
     codeseed.pack(CONSTANT, tmp_path / "c.cseed", mode="classical")
     assert main(["verify", str(tmp_path / "c.cseed"), "--test-cmd", TEST_CMD, "-q"]) == 0
     assert main(["verify", str(tmp_path / "c.cseed"), "--test-cmd", "exit 1", "-q"]) == VerificationError.exit_code
+
+
+@pytest.mark.parametrize("lossy_code", [False, True])
+def test_seeded_pack_with_tests_unpacks_to_a_passing_tree(tmp_path, tiny_model, lossy_code):
+    """End to end on the fixture whose tests depend on constants inside a function body: whatever
+    the (poor) tiny model regenerates, the unpacked tree passes the tests and keeps those bodies."""
+    import subprocess
+    import sys
+    src = tmp_path / "src"
+    shutil.copytree(CONSTANT, src)
+    report = codeseed.pack(src, tmp_path / "c.cseed", mode="seeded", model=tiny_model, budget=0.3,
+                           min_similarity=0.0, lossy_code=lossy_code, test_cmd=TEST_CMD)
+    assert report.test_runs >= 2  # the original tree, then each reconstruction tried
+    codeseed.unpack(tmp_path / "c.cseed", tmp_path / "out", model=tiny_model)
+    pricing = (tmp_path / "out" / "pricing.py").read_bytes()
+    assert b"return 0.0725" in pricing and b"return 0.0415" in pricing
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                       cwd=tmp_path / "out", capture_output=True)
+    assert r.returncode == 0, r.stdout.decode()[-500:]
