@@ -197,9 +197,10 @@ class Planner:
         One pass fills the holes left to right exactly as `reconstruct` does, and tests each fill
         against the original text after the hole: a fill that brings parse errors is replaced by the
         original (its code pieces are kept; free-text pieces in it stay dropped, as holes of their
-        own with stop rules in the next pass). Keeping a hole lengthens the suffix the hole before it was
-        filled with, so passes repeat until one keeps nothing new; that pass computed exactly what
-        unpack will compute. Fills are cached by their inputs, so a repeat pass is cheap.
+        own with stop rules in the next pass). Keeping a hole lengthens the suffix the hole before
+        it was filled with, so passes repeat until one keeps nothing new; that pass computed exactly
+        what unpack will compute. Fills are cached by their inputs, so a repeat pass is cheap. If
+        MAX_REPAIR_PASSES do not settle it, strict keeps all code, and the caller checks the result.
         """
         lang, data, ps = self.langs[i], self.files[i].data, self.pieces[i]
         for _ in range(MAX_REPAIR_PASSES):
@@ -225,6 +226,8 @@ class Planner:
                 parts += [mid, suffix]
             if not changed:
                 return seed, b"".join(parts)
+        if strict:
+            kept[:] = [k or p.kind not in spans.FREE_TEXT for k, p in zip(kept, ps)]
         seed = build_seed(self.model, data, ps, tuple(kept))
         return seed, reconstruct(self.model, [seed])[0]
 
