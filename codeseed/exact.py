@@ -136,8 +136,9 @@ def decode(arc: Archive, contents: dict[str, bytes], model: CodeModel, progress=
     except (KeyError, TypeError, ValueError) as err:
         raise ArchiveError(f"{arc.path}: corrupt archive (bad LM entry meta: {err})") from None
     task = progress.add_task("LM decode", total=sum(n for n, _, _ in files)) if progress else None
+    advance = (lambda n: progress.advance(task, n)) if progress else None
     try:
-        toks = _decode_stream(model, settings, files, (lambda n: progress.advance(task, n)) if progress else None)
+        toks = _decode_stream(model, settings, files, advance)
     except (ValueError, RuntimeError, IndexError) as err:
         raise ArchiveError(f"{arc.path}: corrupt LM stream ({err})") from None
     return {e.path: model.decode(t).encode("utf-8") for e, t in zip(entries, toks) if e.codec == LM_CODEC}

@@ -390,7 +390,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, corpus cache)")
     ap.add_argument("--corpus", type=Path, action="append", help="train on these folders instead of stdlib+site-packages")
     ap.add_argument("--export", type=Path, help="write the latest checkpoint as a Hugging Face folder and exit")
-    ap.add_argument("--init-from", type=Path, help="start a new run from this run folder's weights, corpus and tokenizer")
+    ap.add_argument("--init-from", type=Path,
+                    help="start a new run from this run folder's weights, corpus and tokenizer")
     ap.add_argument("--write-bundle", type=Path, help="write the run folder's prepared corpus as a .tar.xz and exit")
     ap.add_argument("--bundle", type=Path, help="prepare the run folder from such a bundle (no corpus walk)")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
