@@ -18,10 +18,16 @@ install: $(STAMP)
 
 demo: install
 	@rm -rf demo-out && mkdir -p demo-out
-	$(VENV)/bin/codeseed pack fixtures/sample-py -o demo-out/sample.cseed
+	# seeded (the default), verified by the example's own tests; then unpacked and tested again
+	$(VENV)/bin/codeseed pack fixtures/sample-py -o demo-out/sample.cseed \
+	    --test-cmd "$(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider tests"
 	$(VENV)/bin/codeseed info demo-out/sample.cseed
 	$(VENV)/bin/codeseed unpack demo-out/sample.cseed -o demo-out/unpacked
-	diff -r fixtures/sample-py demo-out/unpacked && echo "demo: round trip identical"
+	cd demo-out/unpacked && $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider tests
+	# lossless: byte for byte
+	$(VENV)/bin/codeseed pack fixtures/sample-py -o demo-out/sample-exact.cseed --exact
+	$(VENV)/bin/codeseed unpack demo-out/sample-exact.cseed -o demo-out/exact
+	diff -r fixtures/sample-py demo-out/exact && echo "demo: exact round trip identical"
 
 test: install
 	$(PY) -m pytest -q tests

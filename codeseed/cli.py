@@ -25,7 +25,7 @@ def _human(n: float) -> str:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    mode = "classical" if args.classical else "seeded" if args.seeded else "exact"
+    mode = "classical" if args.classical else "exact" if args.exact else "seeded"
     if args.test_cmd and mode != "seeded":
         raise CodeseedError("--test-cmd checks seeded reconstructions: use it with --seeded")
     report = codeseed.pack(args.src, args.output, mode=mode, model=args.model, budget=args.budget,
@@ -171,10 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-f", "--force", action="store_true", help="overwrite an existing archive")
     how = sp.add_mutually_exclusive_group()
     how.add_argument("--exact", action="store_true", help="lossless: LM range coding or the best classical codec "
-                                                        "per file (the default for now)")
+                                                        "per file")
     how.add_argument("--classical", action="store_true", help="lossless with zstd/xz only: no model, fast")
-    how.add_argument("--seeded", action="store_true", help="lossy, parse-checked: keep a seed of each source file "
-                                                          "and let the model regenerate the rest")
+    how.add_argument("--seeded", action="store_true", help="the default: keep a seed of each source file and let "
+                                                          "the model regenerate the rest, checked by parsing, AST "
+                                                          "similarity and --test-cmd")
     sp.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
                     help=f"seeded mode: seed size as a fraction of the exact size (default {DEFAULT_BUDGET})")
     sp.add_argument("--min-similarity", type=float, default=DEFAULT_MIN_SIMILARITY,

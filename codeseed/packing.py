@@ -69,7 +69,7 @@ DEFAULT_BUDGET = 0.6
 DEFAULT_MIN_SIMILARITY = 0.7
 
 
-def pack(src: str | Path, dst: str | Path, *, mode: str = "exact", model: str | Path | CodeModel | None = None,
+def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str | Path | CodeModel | None = None,
          budget: float = DEFAULT_BUDGET, min_similarity: float = DEFAULT_MIN_SIMILARITY,
          test_cmd: str | None = None, test_timeout: float = 300.0, allow_failing_tests: bool = False,
          lossy_code: bool = False, verify: bool = True, settings: MixSettings | None = None,

@@ -28,7 +28,7 @@ HOLE = b"\0"
 BUDGET_STEP = 0.15
 HOLE_BITS = 12.0  # position + length hint, per hole, as the selector counts it
 MAX_REPAIR_PASSES = 6
-SEED_OVERHEAD_BITS = 256.0  # a seeded entry's extra index meta (hints, budget, similarity): ~30 bytes measured
+SEED_OVERHEAD_BITS = 384.0  # a seeded entry's extra index meta (hints, budget, similarity, stops): ~40 bytes on sample-py
 
 
 # Stop rules of free-text holes (a comment's text, a docstring's text): the fill is cut at the first

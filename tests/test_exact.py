@@ -22,7 +22,7 @@ def sample(tmp_path):
 
 
 def test_exact_round_trip_uses_lm_and_never_exceeds_classical(sample, tmp_path, tiny_model):
-    report = codeseed.pack(sample, tmp_path / "a.cseed", model=tiny_model)
+    report = codeseed.pack(sample, tmp_path / "a.cseed", mode="exact", model=tiny_model)
     codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out", model=tiny_model)
     assert tree_digest(tmp_path / "out") == tree_digest(sample)
     by_path = {f.path: f for f in report.files}
@@ -65,7 +65,7 @@ def test_lm_stream_round_trip_for_batch_sizes(tiny_model, rows):
 def test_decode_in_another_process_with_other_thread_counts(sample, tmp_path, tiny_model, tiny_model_path):
     import torch
     torch.set_num_threads(2)
-    codeseed.pack(sample, tmp_path / "a.cseed", model=tiny_model)
+    codeseed.pack(sample, tmp_path / "a.cseed", mode="exact", model=tiny_model)
     assert torch.get_num_threads() == 2  # the codec pins its own count and restores the caller's
     for threads in (1, 2):
         out = tmp_path / f"out{threads}"
@@ -77,7 +77,7 @@ def test_decode_in_another_process_with_other_thread_counts(sample, tmp_path, ti
 
 
 def test_wrong_model_is_refused_before_writing(sample, tmp_path, tiny_model, tmp_path_factory):
-    codeseed.pack(sample, tmp_path / "a.cseed", model=tiny_model)
+    codeseed.pack(sample, tmp_path / "a.cseed", mode="exact", model=tiny_model)
     other = make_tiny_model(tmp_path_factory.mktemp("other") / "other", seed=1, steps=0)
     with pytest.raises(ModelMismatchError, match="packed with model"):
         codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out", model=other)
@@ -92,7 +92,7 @@ def test_wrong_model_is_refused_before_writing(sample, tmp_path, tiny_model, tmp
 def test_long_files_are_cut_into_chunks_that_round_trip(sample, tmp_path, tiny_model):
     """Chunks of 40 tokens: files span several chunks, and chunks of one file span batches."""
     s = lmcodec.MixSettings(window=64, batch_rows=3, chunk_tokens=40)
-    report = codeseed.pack(sample, tmp_path / "a.cseed", model=tiny_model, settings=s)
+    report = codeseed.pack(sample, tmp_path / "a.cseed", mode="exact", model=tiny_model, settings=s)
     assert {f.path: f for f in report.files}["inventory/store.py"].codec == "lm"
     with archive.Archive(tmp_path / "a.cseed") as arc:
         assert arc.header.settings["lm"]["chunk_tokens"] == 40
