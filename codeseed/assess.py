@@ -61,11 +61,13 @@ def assess(model, lang: spans.Language, data: bytes, shared_names: set[bytes] = 
         b = float(bits[p.start:p.end].sum())
         w = KIND_WEIGHT[p.kind]
         text = data[p.start:p.end]
-        if p.kind in ("docstring", "docstring_text") and b">>>" in text:
+        kind = p.kind
+        if kind in ("docstring", "docstring_text") and b">>>" in text:
             w = DOCTEST_WEIGHT
+            kind = "docstring"  # doctests are tests: never free text that a fill may rewrite
         if p.kind == "name" and text in shared_names:
             w *= 2
         if not text.strip():
             w = LAYOUT_WEIGHT
-        out.append(Piece(p.kind, p.start, p.end, b, b * w))
+        out.append(Piece(kind, p.start, p.end, b, b * w))
     return out

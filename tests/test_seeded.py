@@ -158,3 +158,11 @@ def test_strict_repair_leaves_the_code_as_it_was(tiny_model):
     assert seed.hints and recon != data                      # something was regenerated ...
     assert _code_only(recon) == _code_only(data)             # ... but not the code
     assert recon == seeded.reconstruct(tiny_model, [seed])[0]
+
+
+def test_doctests_are_never_free_text(tiny_model):
+    data = b'def f(x):\n    """Double.\n\n    >>> f(2)\n    4\n    """\n    return 2 * x\n\n\ndef g():\n    """Plain."""\n'
+    pieces = assess.assess(tiny_model, spans.load("python"), data)
+    kinds = {data[p.start:p.end]: p.kind for p in pieces}
+    assert kinds[b"Plain."] == "docstring_text"
+    assert not any(k in spans.FREE_TEXT for t, k in kinds.items() if b">>>" in t)
