@@ -9,6 +9,7 @@ with a classical codec instead, saying so.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from dataclasses import dataclass
 
 from codeseed import codecs, lmcodec
@@ -17,8 +18,8 @@ from codeseed.errors import ArchiveError, ModelMismatchError
 from codeseed.model import CodeModel
 from codeseed.walk import SourceFile
 
-LM_MAX_BYTES = 128_000  # larger files go to classical codecs: decoding is sequential within a file (schedule's
-                        # 66 KB test file alone took minutes here), and semver's 240 KB uv.lock is mostly hashes
+LM_MAX_BYTES = 128_000  # larger files go to classical codecs: semver's 240 KB uv.lock is mostly hashes, and the
+                        # LM codec with mixing gave 2.42 bits/byte on it against xz's 2.03 (measured)
 LM_CODEC = "lm"
 
 
@@ -85,10 +86,9 @@ def _decode_stream(model: CodeModel, settings: lmcodec.MixSettings,
     """Tokens of the files of an LM stream, in order; each is (token count, LM payload or None,
     known tokens when its payload is another codec's). Raises ValueError on a malformed stream."""
     chunks = lmcodec.plan_chunks([n for n, _, _ in files], settings.chunk_tokens)
-    per_file: dict[int, list[bytes]] = {}
-    for f, (n, payload, _) in enumerate(files):
-        if payload is not None:
-            per_file[f] = lmcodec.split_chunks(payload, -(-n // settings.chunk_tokens))
+    count = Counter(f for f, _, _ in chunks)
+    per_file = {f: lmcodec.split_chunks(payload, count[f]) for f, (_, payload, _) in enumerate(files)
+                if payload is not None}
     taken = {f: 0 for f in per_file}
     out: list[list[int]] = [[] for _ in files]
     state = lmcodec.ArchiveState(settings)

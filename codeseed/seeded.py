@@ -28,7 +28,8 @@ HOLE = b"\0"
 BUDGET_STEP = 0.15
 HOLE_BITS = 12.0  # position + length hint, per hole, as the selector counts it
 MAX_REPAIR_PASSES = 6
-SEED_OVERHEAD_BITS = 384.0  # a seeded entry's extra index meta (hints, budget, similarity, stops): ~40 bytes on sample-py
+SEED_OVERHEAD_BITS = 384.0  # a seeded entry's extra index meta (hints, budget, similarity, stops):
+                            # ~40 bytes a file on sample-py
 
 
 # Stop rules of free-text holes (a comment's text, a docstring's text): the fill is cut at the first
@@ -139,17 +140,27 @@ def reconstruct(model, seeds: list[Seed], progress=None) -> list[bytes]:
     file is filled alone, with the thread count pinned, and both sides compute the same.
     """
     task = progress.add_task("reconstruct", total=sum(len(s.hints) for s in seeds)) if progress else None
-    out = []
+
+    def fill(prefix: bytes, suffix: bytes, hint: int, rule: str) -> bytes:
+        if progress:
+            progress.advance(task)
+        return cut_fill(raw_fill(model, prefix, suffix, hint), rule).encode("utf-8")
+
+    return [fill_seed(seed, fill) for seed in seeds]
+
+
+def raw_fill(model, prefix: bytes, suffix: bytes, hint: int) -> str:
+    """The model's fill of one hole, before its stop rule: alone in its batch, on one thread."""
     with pinned_threads(1):
-        for seed in seeds:
-            parts = [seed.kept[0]]
-            for j, hint in enumerate(seed.hints):
-                mid = model.fill([b"".join(parts).decode("utf-8")], [seed.kept[j + 1].decode("utf-8")], hint)[0]
-                parts += [cut_fill(mid, seed.rule(j)).encode("utf-8"), seed.kept[j + 1]]
-                if progress:
-                    progress.advance(task)
-            out.append(b"".join(parts))
-    return out
+        return model.fill([prefix.decode("utf-8")], [suffix.decode("utf-8")], hint)[0]
+
+
+def fill_seed(seed: Seed, fill) -> bytes:
+    """The seed's holes filled left to right by fill(prefix, suffix, hint, rule) -> bytes."""
+    parts = [seed.kept[0]]
+    for j, hint in enumerate(seed.hints):
+        parts += [fill(b"".join(parts), seed.kept[j + 1], hint, seed.rule(j)), seed.kept[j + 1]]
+    return b"".join(parts)
 
 
 def seedable(f: SourceFile) -> spans.Language | None:
@@ -185,9 +196,6 @@ class Planner:
         exact_bits = sum(p.bits for p in ps)
         prob = select.Problem([p.value for p in ps], [p.bits for p in ps], budget * exact_bits, HOLE_BITS)
         return list(select.greedy(prob).kept)
-
-    def seed(self, i: int, budget: float) -> Seed:
-        return build_seed(self.model, self.files[i].data, self.pieces[i], tuple(self.select(i, budget)))
 
     def repair(self, i: int, kept: list[bool], strict: bool = False) -> tuple[Seed, bytes]:
         """Keep every hole whose fill breaks parsing, until the decoder's reconstruction parses.
@@ -229,20 +237,17 @@ class Planner:
         if strict:
             kept[:] = [k or p.kind not in spans.FREE_TEXT for k, p in zip(kept, ps)]
         seed = build_seed(self.model, data, ps, tuple(kept))
-        return seed, reconstruct(self.model, [seed])[0]
+        return seed, self.reconstruct(seed)
 
     def reconstruct(self, seed: Seed) -> bytes:
         """reconstruct() of one seed, through the fill cache (the same bytes, computed once)."""
-        parts = [seed.kept[0]]
-        for j, hint in enumerate(seed.hints):
-            parts += [self.fill_hole(b"".join(parts), seed.kept[j + 1], hint, seed.rule(j)), seed.kept[j + 1]]
-        return b"".join(parts)
+        return fill_seed(seed, self.fill_hole)
 
     def fill_hole(self, prefix: bytes, suffix: bytes, hint: int, rule: str = ".") -> bytes:
+        """raw_fill, as reconstruct() calls it, cached by its inputs; then the stop rule."""
         key = hashlib.sha256(b"%d\0%d\0" % (hint, len(prefix)) + prefix + suffix).digest()
         if key not in self._fills:
-            with pinned_threads(1):  # as reconstruct() does: the same call gives the same fill
-                self._fills[key] = self.model.fill([prefix.decode("utf-8")], [suffix.decode("utf-8")], hint)[0]
+            self._fills[key] = raw_fill(self.model, prefix, suffix, hint)
         return cut_fill(self._fills[key], rule).encode("utf-8")
 
     def plan(self, budgets: dict[int, float], strict: bool = False) -> dict[int, SeededFile]:
@@ -284,9 +289,3 @@ def hole_ranges(kept: list[bool]) -> list[tuple[int, int]]:
         out.append((start, len(kept)))
     return out
 
-
-def plan(files: list[SourceFile], model, budget: float, min_similarity: float = 0.0,
-         progress=None) -> dict[int, SeededFile]:
-    """Seeds for the files that reconstruct to clean parses within budget; others stay exact."""
-    planner = Planner(files, model, min_similarity, progress)
-    return planner.plan({i: budget for i in planner.langs})

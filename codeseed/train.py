@@ -277,7 +277,7 @@ def export(model, tok, dest: Path, meta: dict) -> None:
     (dest / "training.json").write_text(json.dumps(meta, indent=2))
 
 
-CORPUS_CACHE = ("corpus.json", "tokenizer.json", "texts.pkl", "train_tokens.npy")
+CORPUS_CACHE = BUNDLE_FILES + ("train_tokens.npy",)  # a run folder's prepared corpus
 
 
 def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None = None,

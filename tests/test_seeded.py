@@ -94,7 +94,7 @@ def test_repair_keeps_breaking_holes_and_matches_unpack(tiny_model):
     planner = seeded.Planner([f], tiny_model)
     kept = planner.select(0, 0.5)
     before = sum(kept)
-    raw = seeded.reconstruct(tiny_model, [planner.seed(0, 0.5)])[0]
+    raw = seeded.reconstruct(tiny_model, [seeded.build_seed(tiny_model, data, planner.pieces[0], tuple(kept))])[0]
     seed, recon = planner.repair(0, kept)
     assert recon == seeded.reconstruct(tiny_model, [seed])[0]
     assert not spans.has_errors(planner.langs[0], recon)
