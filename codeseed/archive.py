@@ -9,12 +9,18 @@
     index     ilen      xz-compressed binary index (see _encode_index)
     footer    28 bytes  index offset u64, index length u64, index CRC32 u32, b"CSEEDEND"
 
+Integrity, two layers: each payload has a CRC32 (caught before decoding), and each decoded file
+an 8-byte prefix of its SHA-256 (names the file that differs), while the index holds one full
+SHA-256 over all files' full SHA-256s in index order (the tree digest: full strength for the whole
+archive at 8 bytes a file, not 32; format 1 stored 32 a file and is still read).
+
 All integers little-endian. The index sits at the end so that `info` lists entries without
 decoding payloads and `pack` can stream payloads. Nothing depends on time or machine: the same
 input gives the same bytes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import lzma
 import os
@@ -29,7 +35,8 @@ from codeseed.errors import ArchiveError
 
 MAGIC = b"CSEED\r\n\x1a"
 END_MAGIC = b"CSEEDEND"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+ENTRY_DIGEST_BYTES = {1: 32, 2: 8}  # per-entry SHA-256 bytes stored, by format version
 FOOTER = struct.Struct("<QQI8s")
 FIDELITIES = ("exact", "seeded", "seeded+similarity", "seeded+tests")
 
@@ -49,7 +56,7 @@ class Header:
 class Entry:
     path: str
     size: int
-    sha256: bytes
+    sha256: bytes  # full when packing; when read, the stored prefix (ENTRY_DIGEST_BYTES)
     codec: str
     fidelity: str = "exact"
     executable: bool = False
@@ -98,7 +105,11 @@ class _Reader:
         return self.take(self.varint())
 
 
-def _encode_index(entries: list[Entry]) -> bytes:
+def tree_digest(full_digests: list[bytes]) -> bytes:
+    return hashlib.sha256(b"".join(full_digests)).digest()
+
+
+def _encode_index(entries: list[Entry], version: int) -> bytes:
     """Column by column (all paths, then all codecs, ...): like values sit together, so xz finds the
     repeats (measured: smaller than entry by entry, most for seeded entries' meta)."""
     out = bytearray(_varint(len(entries)))
@@ -111,11 +122,13 @@ def _encode_index(entries: list[Entry]) -> bytes:
     for e in entries:
         out += _varint(e.size) + _varint(e.offset) + _varint(e.length)
     for e in entries:
-        out += e.sha256 + struct.pack("<I", e.crc32)
+        out += e.sha256[:ENTRY_DIGEST_BYTES[version]] + struct.pack("<I", e.crc32)
+    if version >= 2:
+        out += tree_digest([e.sha256 for e in entries])
     return codecs.xz_encode(bytes(out))  # raw LZMA2: the footer's CRC already guards the index
 
 
-def _decode_index(data: bytes) -> list[Entry]:
+def _decode_index(data: bytes, version: int) -> tuple[list[Entry], bytes | None]:
     try:
         raw = codecs.xz_decode(data)
     except lzma.LZMAError:
@@ -130,26 +143,28 @@ def _decode_index(data: bytes) -> list[Entry]:
     sizes = [(r.varint(), r.varint(), r.varint()) for _ in range(n)]
     entries = []
     for k in range(n):
-        sha = r.take(32)
+        sha = r.take(ENTRY_DIGEST_BYTES[version])
         crc = struct.unpack("<I", r.take(4))[0]
         size, offset, length = sizes[k]
         entries.append(Entry(paths[k], size, sha, codec_names[k], fidelities[k], bool(flags[k] & 2), bool(flags[k] & 1),
                              offset, length, crc, json.loads(metas[k]) if metas[k] else {}))
+    digest = r.take(32) if version >= 2 else None
     if r.pos != len(raw):
         raise ArchiveError("corrupt archive: trailing bytes in index")
-    return entries
+    return entries, digest
 
 
 # ---------------------------------------------------------------- write / read
 
-def write(dst: Path, header: Header, entries: list[Entry], payloads: list[bytes]) -> int:
-    """Write atomically (temporary file, then rename); fills offsets and CRCs; returns the size."""
+def write(dst: Path, header: Header, entries: list[Entry], payloads: list[bytes], version: int = FORMAT_VERSION) -> int:
+    """Write atomically (temporary file, then rename); fills offsets and CRCs; returns the size.
+    `version` below the current one is for compatibility tests only."""
     dst = Path(dst)
     fd, tmp = tempfile.mkstemp(prefix=".cseed-", dir=dst.parent or ".")
     try:
         with os.fdopen(fd, "wb") as fh:
             hdr = header.to_bytes()
-            fh.write(MAGIC + struct.pack("<HI", FORMAT_VERSION, len(hdr)) + hdr + struct.pack("<I", zlib.crc32(hdr)))
+            fh.write(MAGIC + struct.pack("<HI", version, len(hdr)) + hdr + struct.pack("<I", zlib.crc32(hdr)))
             pos = fh.tell()
             stored: dict[bytes, tuple[int, int]] = {}
             for e, payload in zip(entries, payloads, strict=True):
@@ -160,7 +175,7 @@ def write(dst: Path, header: Header, entries: list[Entry], payloads: list[bytes]
                     pos += len(payload)
                 e.offset, e.length = stored[key]
                 e.crc32 = zlib.crc32(payload)
-            index = _encode_index(entries)
+            index = _encode_index(entries, version)
             fh.write(index)
             fh.write(FOOTER.pack(pos, len(index), zlib.crc32(index), END_MAGIC))
             size = fh.tell()
@@ -218,7 +233,7 @@ class Archive:
         index = self._fh.read(ilen)
         if zlib.crc32(index) != icrc:
             raise ArchiveError(f"{path}: corrupt archive (index checksum mismatch)")
-        self.entries = _decode_index(index)
+        self.entries, self.tree_digest = _decode_index(index, version)
         self.payload_end = ioff
         for e in self.entries:
             if e.offset < self.payload_start or e.offset + e.length > self.payload_end:
@@ -230,6 +245,16 @@ class Archive:
         if len(data) != e.length or zlib.crc32(data) != e.crc32:
             raise ArchiveError(f"{self.path}: corrupt archive (payload checksum mismatch in {e.path!r})")
         return data
+
+    def matches(self, e: Entry, data: bytes) -> tuple[bool, bytes]:
+        """Whether `data` has `e`'s stored digest; also returns its full SHA-256 for check_tree."""
+        full = hashlib.sha256(data).digest()
+        return full[:len(e.sha256)] == e.sha256, full
+
+    def check_tree(self, full_digests: list[bytes]) -> None:
+        """The full-strength check over every decoded file (format 2 on)."""
+        if self.tree_digest is not None and tree_digest(full_digests) != self.tree_digest:
+            raise ArchiveError(f"{self.path}: corrupt archive (files do not match the tree digest)")
 
     def close(self) -> None:
         self._fh.close()

@@ -6,6 +6,7 @@ against these, so no file is ever stored larger than the best classical codec wo
 from __future__ import annotations
 
 import lzma
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,6 +39,69 @@ def xz_decode(data: bytes) -> bytes:
     return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
 
 
+# Lock files (uv.lock, poetry.lock, go.sum...) are mostly SHA-256 / BLAKE2 digests in hex: pure
+# entropy at 4 bits a digit, which xz pays ~4.5 bits for. The "hex" codec lifts every run of at
+# least HEX_MIN_RUN lowercase hex digits out as packed nibbles and xz-codes the rest (measured on
+# semver's uv.lock: 60,876 -> ~55 KB). A NUL marks each run, so files holding NUL are not eligible.
+HEX_MIN_RUN = 32
+_HEX_RUN = re.compile(rb"[0-9a-f]{%d,}" % HEX_MIN_RUN)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if pos >= len(data):
+            raise ArchiveError("corrupt payload (hex: truncated)")
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, pos
+
+
+def _hex_encode(data: bytes) -> bytes:
+    """varint(len(side)) side nibbles, side = xz(varint(runs) run lengths... skeleton)."""
+    runs = [m.group() for m in _HEX_RUN.finditer(data)]
+    skeleton = _HEX_RUN.sub(b"\0", data)
+    digits = b"".join(runs)
+    side = xz_encode(_varint(len(runs)) + b"".join(_varint(len(r)) for r in runs) + skeleton)
+    nibbles = bytes.fromhex((digits + b"0" * (len(digits) % 2)).decode())
+    return _varint(len(side)) + side + nibbles
+
+
+def _hex_decode(payload: bytes) -> bytes:
+    n, pos = _read_varint(payload, 0)
+    inner, nibbles = xz_decode(payload[pos:pos + n]), payload[pos + n:]
+    count, pos = _read_varint(inner, 0)
+    lengths = []
+    for _ in range(count):
+        length, pos = _read_varint(inner, pos)
+        lengths.append(length)
+    pieces = inner[pos:].split(b"\0")
+    digits = nibbles.hex().encode()
+    if len(pieces) != count + 1 or len(digits) - sum(lengths) not in (0, 1):
+        raise ArchiveError("corrupt payload (hex: run table does not match the text)")
+    out, at = bytearray(pieces[0]), 0
+    for length, piece in zip(lengths, pieces[1:]):
+        out += digits[at:at + length] + piece
+        at += length
+    return bytes(out)
+
+
+def _hex_eligible(data: bytes) -> bool:
+    return b"\0" not in data and _HEX_RUN.search(data) is not None
+
+
 @dataclass(frozen=True)
 class Codec:
     name: str
@@ -49,6 +113,7 @@ CLASSICAL = {
     "stored": Codec("stored", bytes, bytes),
     "zstd": Codec("zstd", _zstd_encode, _zstd_decode),
     "xz": Codec("xz", xz_encode, xz_decode),
+    "hex": Codec("hex", _hex_encode, _hex_decode),
 }
 
 
@@ -56,7 +121,9 @@ def best_classical(data: bytes) -> tuple[str, bytes]:
     """The smallest classical encoding of `data` (ties go to the faster codec, listed first)."""
     best_name, best = "stored", data
     if data:
-        for name in ("zstd", "xz"):
+        for name in ("zstd", "xz", "hex"):
+            if name == "hex" and not _hex_eligible(data):
+                continue
             enc = CLASSICAL[name].encode(data)
             if len(enc) < len(best):
                 best_name, best = name, enc
@@ -68,5 +135,5 @@ def decode_classical(codec: str, payload: bytes) -> bytes:
         raise ArchiveError(f"unknown codec {codec!r} (archive from a newer codeseed?)")
     try:
         return CLASSICAL[codec].decode(payload)
-    except (lzma.LZMAError, zstandard.ZstdError) as e:
+    except (lzma.LZMAError, zstandard.ZstdError, ValueError) as e:
         raise ArchiveError(f"corrupt payload ({codec}: {e})") from None

@@ -5,7 +5,6 @@ been found safe, so a corrupt, truncated or malicious archive leaves the output 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -103,10 +102,14 @@ def decode_entries(arc: archive.Archive, model=None, progress=None) -> dict[str,
         out.update(exact.decode(arc, out, lm, progress))
     if seeded_entries:
         _reconstruct(arc, seeded_entries, out, lm, progress)
+    digests = []
     for e in arc.entries:
         data = out[e.path]
-        if e.fidelity == "exact" and (len(data) != e.size or hashlib.sha256(data).digest() != e.sha256):
+        ok, full = arc.matches(e, data)
+        if e.fidelity == "exact" and (len(data) != e.size or not ok):
             raise ArchiveError(f"{arc.path}: corrupt archive ({e.path!r} does not match its SHA-256)")
+        digests.append(full)
+    arc.check_tree(digests)
     return out
 
 
@@ -122,7 +125,7 @@ def _reconstruct(arc: archive.Archive, entries: list[archive.Entry], out: dict[s
         raise ArchiveError(f"{arc.path}: corrupt archive (bad seed)") from None
     differs = []
     for e, recon in zip(entries, seeded.reconstruct(lm, seeds, progress)):
-        if hashlib.sha256(recon).digest() != e.sha256:
+        if not arc.matches(e, recon)[0]:
             differs.append(e.path)
         out[e.path] = recon
     if differs:

@@ -187,6 +187,26 @@ def test_wrong_magic_and_newer_version(sample, tmp_path):
         codeseed.unpack(tmp_path / "v.cseed", tmp_path / "out")
 
 
+def test_format_1_archives_still_unpack(tmp_path):
+    files = [("a.py", b"print(1)\n"), ("b.txt", b"hello\n")]
+    ents = [archive.Entry(p, len(d), hashlib.sha256(d).digest(), "stored") for p, d in files]
+    archive.write(tmp_path / "v1.cseed", archive.Header(), ents, [d for _, d in files], version=1)
+    codeseed.unpack(tmp_path / "v1.cseed", tmp_path / "out")
+    assert [(tmp_path / "out" / p).read_bytes() for p, _ in files] == [d for _, d in files]
+
+
+def test_tree_digest_catches_what_the_short_digests_miss(tmp_path):
+    # two entries whose 8-byte digest prefixes match their data, but one full digest is forged:
+    # only the tree digest over full SHA-256s can tell
+    files = [("a.py", b"print(1)\n"), ("b.txt", b"hello\n")]
+    ents = [archive.Entry(p, len(d), hashlib.sha256(d).digest(), "stored") for p, d in files]
+    ents[1].sha256 = ents[1].sha256[:8] + bytes(24)
+    archive.write(tmp_path / "f.cseed", archive.Header(), ents, [d for _, d in files])
+    with pytest.raises(ArchiveError, match="tree digest"):
+        codeseed.unpack(tmp_path / "f.cseed", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def craft(tmp_path: Path, entries: list[tuple[str, bytes, bool]]) -> Path:
     """An archive holding exactly these (path, data, is_symlink) entries, paths unchecked."""
     ents = [archive.Entry(p, len(d), hashlib.sha256(d).digest(), "stored", is_symlink=link) for p, d, link in entries]

@@ -9,7 +9,7 @@ import pytest
 
 import codeseed
 from codeseed import archive, codecs, lmcodec
-from codeseed.errors import ModelMismatchError
+from codeseed.errors import ArchiveError, ModelMismatchError
 from tests.conftest import make_tiny_model
 from tests.test_archive import FIXTURE, tree_digest
 
@@ -109,3 +109,22 @@ def test_chunk_table_round_trip_and_rejects_garbage():
         lmcodec.split_chunks(b"\xff\xff\xff\x00abcd", 2)  # a chunk longer than the payload
     with pytest.raises(ValueError):
         lmcodec.split_chunks(b"\0\0", 3)
+
+
+@pytest.mark.parametrize("text", [b"", b"abc", b"x" * 10 + b"a" * 33, b"0" * 33, b"f" * 31 + b"\n",
+                                  b"a" * 33 + b"x" + b"1" * 32, b"sha256:" + bytes(range(48, 58)) * 7 + b"\n"])
+def test_hex_codec_round_trip(text):
+    payload = codecs.CLASSICAL["hex"].encode(text)
+    assert codecs.decode_classical("hex", payload) == text
+
+
+def test_hex_codec_wins_on_a_lock_file_and_rejects_garbage():
+    import hashlib
+    lock = b"".join(b'{ name = "pkg%d", hash = "sha256:%s" }\n' % (i, hashlib.sha256(b"%d" % i).hexdigest().encode())
+                    for i in range(200))
+    name, payload = codecs.best_classical(lock)
+    assert name == "hex" and len(payload) < len(codecs.xz_encode(lock))
+    assert codecs.decode_classical(name, payload) == lock
+    for damaged in (payload[:-1], b"\x05abcde" + payload[6:], b"\xff"):
+        with pytest.raises(ArchiveError):
+            codecs.decode_classical("hex", damaged)
