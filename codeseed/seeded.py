@@ -195,7 +195,7 @@ class Planner:
         ps = self.pieces[i]
         exact_bits = sum(p.bits for p in ps)
         prob = select.Problem([p.value for p in ps], [p.bits for p in ps], budget * exact_bits, HOLE_BITS)
-        return list(select.greedy(prob).kept)
+        return close_cheap_holes(list(select.greedy(prob).kept), [p.bits for p in ps])
 
     def repair(self, i: int, kept: list[bool], strict: bool = False) -> tuple[Seed, bytes]:
         """Keep every hole whose fill breaks parsing, until the decoder's reconstruction parses.
@@ -274,6 +274,18 @@ class Planner:
             if self.progress:
                 self.progress.advance(task)
         return done
+
+
+def close_cheap_holes(kept: list[bool], bits: list[float]) -> list[bool]:
+    """Keep the text of every hole that costs more (HOLE_BITS) than its text would: the seed gets
+    smaller and the model has less to guess. The selector leaves such holes when a tiny piece (a
+    line break, a colon) between two kept pieces adds little MP: its value model counts a kept
+    neighbour as making a piece worth less, so closing the hole looks like a loss of value to it."""
+    kept = list(kept)
+    for a, b in hole_ranges(kept):
+        if sum(bits[a:b]) < HOLE_BITS:
+            kept[a:b] = [True] * (b - a)
+    return kept
 
 
 def hole_ranges(kept: list[bool]) -> list[tuple[int, int]]:

@@ -103,6 +103,23 @@ def test_repair_keeps_breaking_holes_and_matches_unpack(tiny_model):
     assert len(seed.hints) == len(seeded.hole_ranges(kept))
 
 
+def test_close_cheap_holes():
+    kept = [True, False, True, False, False, True, False]
+    bits = [5.0, 3.0, 5.0, 20.0, 1.0, 5.0, 2.0]
+    # hole 1 costs 3 bits of text < 12 of hole: kept; hole 3-4 costs 21: stays; the last, 2: kept
+    assert seeded.close_cheap_holes(kept, bits) == [True, True, True, False, False, True, True]
+
+
+def test_selection_leaves_no_hole_that_costs_more_than_its_text(tiny_model):
+    data = (FIXTURE / "inventory" / "store.py").read_bytes()
+    planner = seeded.Planner([SourceFile("store.py", data, False)], tiny_model)
+    for budget in (0.3, 0.6, 0.9):
+        kept = planner.select(0, budget)
+        assert seeded.hole_ranges(kept)
+        for a, b in seeded.hole_ranges(kept):
+            assert sum(p.bits for p in planner.pieces[0][a:b]) >= seeded.HOLE_BITS
+
+
 def test_hole_ranges():
     assert seeded.hole_ranges([True, False, False, True, False]) == [(1, 3), (4, 5)]
     assert seeded.hole_ranges([True, True]) == []
