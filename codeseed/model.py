@@ -194,13 +194,16 @@ class CodeModel:
         cache = DynamicCache(config=self.model.config)
         out: list[list[int]] = [[] for _ in prompts]
         alive = [True] * len(prompts)
+        stopped = [False] * len(prompts)  # ended by a stop token, not by its cap
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = self.model(x, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True).logits[:, -1]
-        for step in range(max(limits)):
+        for step in range(max(limits) + 1):  # + 1: whether a fill of exactly `limit` tokens then stops
             nxt = logits.argmax(-1).tolist()
             for r, t in enumerate(nxt):
                 if alive[r]:
-                    if t in stops or len(out[r]) >= limits[r]:
+                    if t in stops:
+                        alive[r], stopped[r] = False, True
+                    elif len(out[r]) >= limits[r]:
                         alive[r] = False
                     else:
                         out[r].append(t)
@@ -210,7 +213,7 @@ class CodeModel:
             pos = pos[:, -1:] + 1
             logits = self.model(torch.tensor(nxt)[:, None], attention_mask=mask, position_ids=pos, cache=cache,
                                 use_cache=True).logits[:, -1]
-        self.last_fill_stopped = [not a or len(o) < lim for a, o, lim in zip(alive, out, limits)]
+        self.last_fill_stopped = stopped
         return [self.decode(o) for o in out]
 
 

@@ -43,6 +43,21 @@ def test_fill_is_deterministic_and_capped(tiny_model):
         assert len(tiny_model.encode(mid)) <= cap + 1  # re-tokenizing may merge differently
 
 
+def test_fill_reports_stops_and_caps_apart(tiny_model, monkeypatch):
+    """A row that reaches its cap has not stopped by itself, whatever the other rows' caps."""
+    text = (FIXTURE / "inventory" / "models.py").read_text()
+    pre, suf = [text[:200], text[:500], text[:900]], [text[260:], text[540:], text[1000:]]
+    pre_id, suf_id, mid_id, _ = tiny_model._fim_ids
+    monkeypatch.setitem(tiny_model.__dict__, "_fim_ids", (pre_id, suf_id, mid_id, frozenset()))
+    mids = tiny_model.fill(pre, suf, max_tokens=[3, 6, 9])
+    assert tiny_model.last_fill_stopped == [False, False, False]
+    assert [len(tiny_model.encode(m)) for m in mids] == [3, 6, 9] or all(mids)
+    every = frozenset(range(tiny_model.vocab_size))
+    monkeypatch.setitem(tiny_model.__dict__, "_fim_ids", (pre_id, suf_id, mid_id, every))
+    assert tiny_model.fill(pre, suf, max_tokens=[3, 6, 9]) == ["", "", ""]
+    assert tiny_model.last_fill_stopped == [True, True, True]
+
+
 @pytest.mark.parametrize("fmt", fim.FORMATS, ids=lambda f: f.name)
 def test_fim_formats_detected_from_vocabulary(fmt):
     vocab = {t: i for i, t in enumerate(["a", "b", fmt.prefix, fmt.suffix, fmt.middle, *fmt.stops])}
