@@ -1,6 +1,6 @@
 """Rate-distortion of seeded mode over budgets, and how well estimated MP predicts realised gain.
 
-    python benchmarks/seeded_rd.py ../shared/eval-public/sdist --budgets 0.3,0.5,0.7 [--plots DIR] [--json OUT]
+    python benchmarks/seeded_rd.py ../shared/eval-public/sdist --budgets 0.3,0.5,0.7 [--workers 2] [--plots DIR] [--json OUT]
 
 For each .py file of each sdist and each budget (no budget escalation), three seeds: the one the
 selector picks, the one pack's repair makes of it (holes whose fill breaks parsing kept), and the
@@ -15,7 +15,9 @@ between MP and realised gain.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import multiprocessing
 import random
 import sys
 import tarfile
@@ -23,11 +25,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from codeseed import seeded, spans  # noqa: E402
 from codeseed.model import CodeModel  # noqa: E402
 from codeseed.walk import SourceFile  # noqa: E402
+
+VARIANTS = ("selected", "repaired", "strict")
 
 
 def load_files(sdists: Path) -> list[SourceFile]:
@@ -45,6 +50,41 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1]) if len(a) > 2 else float("nan")
 
 
+_planner = None  # one per worker process: the model and every file's assessment
+
+
+def _init_worker(files: list[SourceFile], model_path: Path | None) -> None:
+    global _planner
+    torch.set_num_threads(1)
+    _planner = seeded.Planner(files, CodeModel(model_path))
+
+
+def measure_file(i: int, budgets: list[float], probes: int) -> dict:
+    """Every budget and seed variant of file i, and its MP probes: one unit of work."""
+    planner, model = _planner, _planner.model
+    data, lang, pieces = planner.files[i].data, planner.langs[i], planner.pieces[i]
+    out = {"i": i, "total_bits": sum(p.bits for p in pieces), "cells": {}, "mp": [], "gain": []}
+    for b in budgets:
+        for variant in VARIANTS:
+            kept = planner.select(i, b)
+            if variant != "selected":
+                seed, recon = planner.repair(i, kept, strict=variant == "strict")
+            else:
+                seed = seeded.build_seed(model, data, pieces, tuple(kept))
+                recon = planner.reconstruct(seed)
+            bits = sum(p.bits for p, k in zip(pieces, kept) if k) + seeded.HOLE_BITS * len(seed.hints)
+            out["cells"][f"{b}/{variant}"] = (bits, not spans.has_errors(lang, recon),
+                                              seeded.ast_similarity(lang, data, recon))
+    rng = random.Random(i)  # per file, so results do not depend on which worker ran what
+    candidates = [p for p in pieces if p.bits > 0 and p.kind != "code" and p.end - p.start > 2]
+    for p in rng.sample(candidates, min(probes, len(candidates))):
+        hint = len(model.encode(data[p.start:p.end].decode("utf-8")))
+        rec = planner.reconstruct(seeded.Seed([data[:p.start], data[p.end:]], [hint]))
+        out["mp"].append(p.value)
+        out["gain"].append(1.0 - seeded.ast_similarity(lang, data, rec))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sdists", type=Path)
@@ -52,55 +92,41 @@ def main() -> None:
     ap.add_argument("--model", type=Path)
     ap.add_argument("--probes", type=int, default=3)
     ap.add_argument("--max-files", type=int, default=0, help="a fixed random sample of this many files (0: all)")
+    ap.add_argument("--workers", type=int, default=1, help="processes, one thread each, files spread over them")
     ap.add_argument("--plots", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    model = CodeModel(args.model)
     files = load_files(args.sdists)
     if args.max_files and len(files) > args.max_files:
         files = sorted(random.Random(0).sample(files, args.max_files), key=lambda f: f.path)
-    print(f"{len(files)} files, {sum(len(f.data) for f in files):,} bytes", flush=True)
+    budgets = [float(x) for x in args.budgets.split(",")]
+    idx = [i for i, f in enumerate(files) if seeded.seedable(f)]
+    print(f"{len(files)} files, {sum(len(f.data) for f in files):,} bytes; {len(idx)} seedable; "
+          f"{args.workers} worker(s)", flush=True)
     t0 = time.perf_counter()
-    planner = seeded.Planner(files, model)
-    idx = sorted(planner.langs)
-    total_bits = {i: sum(p.bits for p in planner.pieces[i]) for i in idx}
+    done: dict[int, dict] = {}
+    order = sorted(idx, key=lambda i: -len(files[i].data))  # longest first: the workers finish together
+    with multiprocessing.get_context("fork").Pool(args.workers, _init_worker, (files, args.model)) as pool:
+        for r in pool.imap_unordered(functools.partial(measure_file, budgets=budgets, probes=args.probes), order):
+            done[r["i"]] = r
+            print(f"[{len(done)}/{len(idx)}] {files[r['i']].path} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    results = [done[i] for i in idx]
+    total = sum(r["total_bits"] for r in results)
     rows = []
-    for b in [float(x) for x in args.budgets.split(",")]:
-        for variant in ("selected", "repaired", "strict"):
-            seed_bits = parsed = 0.0
-            sims = []
-            for i in idx:
-                kept = planner.select(i, b)
-                if variant != "selected":
-                    seed, recon = planner.repair(i, kept, strict=variant == "strict")
-                else:
-                    seed = seeded.build_seed(model, files[i].data, planner.pieces[i], tuple(kept))
-                    recon = planner.reconstruct(seed)
-                seed_bits += sum(p.bits for p, k in zip(planner.pieces[i], kept) if k)
-                seed_bits += seeded.HOLE_BITS * len(seed.hints)
-                lang = planner.langs[i]
-                parsed += not spans.has_errors(lang, recon)
-                sims.append(seeded.ast_similarity(lang, files[i].data, recon))
-            rate = seed_bits / sum(total_bits.values())
-            rows.append({"budget": b, "seed": variant, "rate": rate, "parse_share": parsed / len(idx),
-                         "ast_similarity": float(np.mean(sims)), "seed_kb_est": seed_bits / 8000,
-                         "exact_lm_kb_est": sum(total_bits.values()) / 8000})
-            print(f"budget {b:.2f} {variant}: rate {rate:.3f} of exact, parses "
-                  f"{parsed:.0f}/{len(idx)}, mean AST similarity {np.mean(sims):.3f} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    rng = random.Random(0)
-    mp, gain = [], []
-    for i in idx:
-        pieces = [p for p in planner.pieces[i] if p.bits > 0 and p.kind != "code" and p.end - p.start > 2]
-        for p in rng.sample(pieces, min(args.probes, len(pieces))):
-            data = files[i].data
-            hint = len(model.encode(data[p.start:p.end].decode("utf-8")))
-            seed = seeded.Seed([data[:p.start], data[p.end:]], [hint])
-            rec = planner.reconstruct(seed)
-            mp.append(p.value)
-            gain.append(1.0 - seeded.ast_similarity(planner.langs[i], data, rec))
+    for b in budgets:
+        for variant in VARIANTS:
+            cells = [r["cells"][f"{b}/{variant}"] for r in results]
+            seed_bits, parsed = sum(c[0] for c in cells), sum(c[1] for c in cells)
+            sim = float(np.mean([c[2] for c in cells]))
+            rows.append({"budget": b, "seed": variant, "rate": seed_bits / total, "parse_share": parsed / len(idx),
+                         "ast_similarity": sim, "seed_kb_est": seed_bits / 8000, "exact_lm_kb_est": total / 8000})
+            print(f"budget {b:.2f} {variant}: rate {seed_bits / total:.3f} of exact, parses "
+                  f"{parsed}/{len(idx)}, mean AST similarity {sim:.3f}")
+    mp = [x for r in results for x in r["mp"]]
+    gain = [x for r in results for x in r["gain"]]
     rho = spearman(mp, gain)
-    print(f"MP vs realised gain: Spearman {rho:.3f} over {len(mp)} pieces ({time.perf_counter() - t0:.0f} s total)")
+    print(f"MP vs realised gain: Spearman {rho:.3f} over {len(mp)} pieces ({time.perf_counter() - t0:.0f} s total, "
+          f"{args.workers} worker(s))")
     print("\n| budget | seed | rate (fraction of exact LM bits) | files that parse | mean AST similarity |\n"
           "|---|---|---|---|---|")
     for r in rows:
@@ -125,7 +151,8 @@ def main() -> None:
             fig.tight_layout()
             fig.savefig(args.plots / name, dpi=120)
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "mp_gain_spearman": rho, "probes": len(mp)}, indent=2))
+        args.json.write_text(json.dumps({"files": len(idx), "rows": rows, "mp_gain_spearman": rho, "probes": len(mp),
+                                         "seconds": time.perf_counter() - t0, "workers": args.workers}, indent=2))
 
 
 if __name__ == "__main__":
