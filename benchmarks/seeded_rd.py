@@ -7,7 +7,9 @@ selector picks, the one pack's repair makes of it (holes whose fill breaks parsi
 strict repair (every code hole whose fill is not the original kept: only free text differs):
   rate       = seed bits under the model (kept pieces + 12 bits a hole) / the file's bits under the
                model, i.e. a fraction of the exact LM size before mixing (1.0 = exact);
-  distortion = does the reconstruction parse (tree-sitter, no ERROR/MISSING), and its AST similarity.
+  distortion = does the reconstruction parse (tree-sitter, no ERROR/MISSING), and its AST similarity;
+  and what the savings are made of: the share of the dropped bits that are free text (comments'
+  and docstrings' text) rather than code.
 MP check: for up to --probes pieces per file, drop that piece alone, fill it, and take the realised
 gain of keeping it as 1 - AST similarity of that reconstruction; report Spearman's rank correlation
 between MP and realised gain.
@@ -73,8 +75,10 @@ def measure_file(i: int, budgets: list[float], probes: int) -> dict:
                 seed = seeded.build_seed(model, data, pieces, tuple(kept))
                 recon = planner.reconstruct(seed)
             bits = sum(p.bits for p, k in zip(pieces, kept) if k) + seeded.HOLE_BITS * len(seed.hints)
+            free = sum(p.bits for p, k in zip(pieces, kept) if not k and p.kind in spans.FREE_TEXT)
+            dropped = sum(p.bits for p, k in zip(pieces, kept) if not k)
             out["cells"][f"{b}/{variant}"] = (bits, not spans.has_errors(lang, recon),
-                                              seeded.ast_similarity(lang, data, recon))
+                                              seeded.ast_similarity(lang, data, recon), free, dropped)
     rng = random.Random(i)  # per file, so results do not depend on which worker ran what
     candidates = [p for p in pieces if p.bits > 0 and p.kind != "code" and p.end - p.start > 2]
     for p in rng.sample(candidates, min(probes, len(candidates))):
@@ -118,20 +122,23 @@ def main() -> None:
             cells = [r["cells"][f"{b}/{variant}"] for r in results]
             seed_bits, parsed = sum(c[0] for c in cells), sum(c[1] for c in cells)
             sim = float(np.mean([c[2] for c in cells]))
+            free_share = sum(c[3] for c in cells) / max(1e-9, sum(c[4] for c in cells))
             rows.append({"budget": b, "seed": variant, "rate": seed_bits / total, "parse_share": parsed / len(idx),
-                         "ast_similarity": sim, "seed_kb_est": seed_bits / 8000, "exact_lm_kb_est": total / 8000})
+                         "ast_similarity": sim, "free_text_share": free_share, "seed_kb_est": seed_bits / 8000,
+                         "exact_lm_kb_est": total / 8000})
             print(f"budget {b:.2f} {variant}: rate {seed_bits / total:.3f} of exact, parses "
-                  f"{parsed}/{len(idx)}, mean AST similarity {sim:.3f}")
+                  f"{parsed}/{len(idx)}, mean AST similarity {sim:.3f}, free text {100 * free_share:.0f}% of "
+                  f"the dropped bits")
     mp = [x for r in results for x in r["mp"]]
     gain = [x for r in results for x in r["gain"]]
     rho = spearman(mp, gain)
     print(f"MP vs realised gain: Spearman {rho:.3f} over {len(mp)} pieces ({time.perf_counter() - t0:.0f} s total, "
           f"{args.workers} worker(s))")
-    print("\n| budget | seed | rate (fraction of exact LM bits) | files that parse | mean AST similarity |\n"
-          "|---|---|---|---|---|")
+    print("\n| budget | seed | rate (fraction of exact LM bits) | files that parse | mean AST similarity "
+          "| dropped bits that are free text |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['budget']:.2f} | {r['seed']} | {r['rate']:.3f} | "
-              f"{100 * r['parse_share']:.0f}% | {r['ast_similarity']:.3f} |")
+              f"{100 * r['parse_share']:.0f}% | {r['ast_similarity']:.3f} | {100 * r['free_text_share']:.0f}% |")
     if args.plots:
         import matplotlib
         matplotlib.use("Agg")
