@@ -69,16 +69,6 @@ class Entry:
 
 # ---------------------------------------------------------------- binary index
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 class _Reader:
     def __init__(self, data: bytes):
         self.data, self.pos = data, 0
@@ -91,15 +81,8 @@ class _Reader:
         return b
 
     def varint(self) -> int:
-        n = shift = 0
-        while True:
-            b = self.take(1)[0]
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return n
-            if shift > 63:
-                raise ArchiveError("corrupt archive: bad integer in index")
+        n, self.pos = codecs.read_varint(self.data, self.pos)
+        return n
 
     def blob(self) -> bytes:
         return self.take(self.varint())
@@ -112,15 +95,15 @@ def tree_digest(full_digests: list[bytes]) -> bytes:
 def _encode_index(entries: list[Entry], version: int) -> bytes:
     """Column by column (all paths, then all codecs, ...): like values sit together, so xz finds the
     repeats (measured: smaller than entry by entry, most for seeded entries' meta)."""
-    out = bytearray(_varint(len(entries)))
+    out = bytearray(codecs.varint(len(entries)))
     metas = [json.dumps(e.meta, sort_keys=True, separators=(",", ":")).encode() if e.meta else b"" for e in entries]
     for column in ([e.path.encode("utf-8", "surrogateescape") for e in entries], [e.codec.encode() for e in entries],
                    [e.fidelity.encode() for e in entries], metas):
         for blob in column:
-            out += _varint(len(blob)) + blob
+            out += codecs.varint(len(blob)) + blob
     out += bytes(e.is_symlink | (e.executable << 1) for e in entries)
     for e in entries:
-        out += _varint(e.size) + _varint(e.offset) + _varint(e.length)
+        out += codecs.varint(e.size) + codecs.varint(e.offset) + codecs.varint(e.length)
     for e in entries:
         out += e.sha256[:ENTRY_DIGEST_BYTES[version]] + struct.pack("<I", e.crc32)
     if version >= 2:

@@ -47,7 +47,8 @@ HEX_MIN_RUN = 32
 _HEX_RUN = re.compile(rb"[0-9a-f]{%d,}" % HEX_MIN_RUN)
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """LEB128: 7 bits a byte, low bits first (the archive index uses it too)."""
     out = bytearray()
     while True:
         out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
@@ -56,11 +57,12 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The varint at data[pos:] and the position after it; ArchiveError if cut short or absurd."""
     n = shift = 0
     while True:
-        if pos >= len(data):
-            raise ArchiveError("corrupt payload (hex: truncated)")
+        if pos >= len(data) or shift > 63:
+            raise ArchiveError("corrupt archive: bad or truncated integer")
         b = data[pos]
         pos += 1
         n |= (b & 0x7F) << shift
@@ -74,18 +76,18 @@ def _hex_encode(data: bytes) -> bytes:
     runs = [m.group() for m in _HEX_RUN.finditer(data)]
     skeleton = _HEX_RUN.sub(b"\0", data)
     digits = b"".join(runs)
-    side = xz_encode(_varint(len(runs)) + b"".join(_varint(len(r)) for r in runs) + skeleton)
+    side = xz_encode(varint(len(runs)) + b"".join(varint(len(r)) for r in runs) + skeleton)
     nibbles = bytes.fromhex((digits + b"0" * (len(digits) % 2)).decode())
-    return _varint(len(side)) + side + nibbles
+    return varint(len(side)) + side + nibbles
 
 
 def _hex_decode(payload: bytes) -> bytes:
-    n, pos = _read_varint(payload, 0)
+    n, pos = read_varint(payload, 0)
     inner, nibbles = xz_decode(payload[pos:pos + n]), payload[pos + n:]
-    count, pos = _read_varint(inner, 0)
+    count, pos = read_varint(inner, 0)
     lengths = []
     for _ in range(count):
-        length, pos = _read_varint(inner, pos)
+        length, pos = read_varint(inner, pos)
         lengths.append(length)
     pieces = inner[pos:].split(b"\0")
     digits = nibbles.hex().encode()
