@@ -116,6 +116,12 @@ def build_seed(model, data: bytes, pieces: list[assess.Piece], kept: tuple[bool,
     return Seed(runs, hints, stops if stops.strip(".") else "")
 
 
+def empties_docstring(rule: str, original: bytes, fill: bytes) -> bool:
+    """A docstring whose text comes back blank: `__doc__` turns falsy, which code can see (semver's
+    suite asserts every public function has one), so such a fill is kept like a breaking one."""
+    return rule in QUOTE_RULES.values() and bool(original.strip()) and not fill.strip()
+
+
 def stop_rule(data: bytes, hole: list[assess.Piece]) -> str:
     """The stop rule of a hole: free text alone in its hole gets one, anything else none."""
     if len(hole) != 1 or hole[0].kind not in spans.FREE_TEXT:
@@ -198,7 +204,8 @@ class Planner:
         return close_cheap_holes(list(select.greedy(prob).kept), [p.bits for p in ps])
 
     def repair(self, i: int, kept: list[bool], strict: bool = False) -> tuple[Seed, bytes]:
-        """Keep every hole whose fill breaks parsing, until the decoder's reconstruction parses.
+        """Keep every hole whose fill breaks parsing (or blanks a docstring), until the decoder's
+        reconstruction parses.
         Strict: also keep every code hole (one without a stop rule) whose fill is not the original
         text, so that only comments and docstrings can differ: the code is the original.
 
@@ -224,7 +231,8 @@ class Planner:
                     mid = b""  # it would not come back as it was: no need to generate it
                 else:
                     mid = self.fill_hole(prefix, suffix, hint, seed.rule(j))
-                if (code_hole and mid != data[a:b]) or spans.has_errors(lang, prefix + mid + data[b:]):
+                if (code_hole and mid != data[a:b]) or empties_docstring(seed.rule(j), data[a:b], mid) \
+                        or spans.has_errors(lang, prefix + mid + data[b:]):
                     # keep the hole's code; its free text, if any, becomes holes of its own next pass
                     hole = range(*holes[j])
                     code = [k for k in hole if ps[k].kind not in spans.FREE_TEXT]

@@ -183,3 +183,19 @@ def test_doctests_are_never_free_text(tiny_model):
     kinds = {data[p.start:p.end]: p.kind for p in pieces}
     assert kinds[b"Plain."] == "docstring_text"
     assert not any(k in spans.FREE_TEXT for t, k in kinds.items() if b">>>" in t)
+
+
+def test_a_docstring_is_never_left_blank(tiny_model, monkeypatch):
+    """A fill that ends the docstring at once would leave `__doc__` empty, which code can test for:
+    repair keeps such a docstring's text instead."""
+    data = b'def area(w, h):\n    """Area of a w by h rectangle."""\n    return w * h\n'
+    planner = seeded.Planner([SourceFile("geo.py", data, False)], tiny_model)
+    free = [k for k, p in enumerate(planner.pieces[0]) if p.kind == "docstring_text"]
+    kept = [k not in free for k in range(len(planner.pieces[0]))]
+    monkeypatch.setattr(seeded, "raw_fill", lambda model, prefix, suffix, hint: '"""')  # cut to ""
+    seed, recon = planner.repair(0, list(kept), strict=True)
+    assert recon == data and not seed.hints
+    monkeypatch.setattr(seeded, "raw_fill", lambda model, prefix, suffix, hint: "Some text.")
+    planner._fills.clear()  # fills are cached by their inputs
+    seed, recon = planner.repair(0, list(kept), strict=True)
+    assert recon == data.replace(b"Area of a w by h rectangle.", b"Some text.") and seed.stops == "d"
