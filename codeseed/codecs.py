@@ -42,7 +42,7 @@ def xz_decode(data: bytes) -> bytes:
 # Lock files (uv.lock, poetry.lock, go.sum...) are mostly SHA-256 / BLAKE2 digests in hex: pure
 # entropy at 4 bits a digit, which xz pays ~4.5 bits for. The "hex" codec lifts every run of at
 # least HEX_MIN_RUN lowercase hex digits out as packed nibbles and xz-codes the rest (measured on
-# semver's uv.lock: 60,876 -> ~55 KB). A NUL marks each run, so files holding NUL are not eligible.
+# semver's uv.lock: xz 60,819 -> 56,265 bytes). A NUL marks each run, so files holding NUL are not eligible.
 HEX_MIN_RUN = 32
 _HEX_RUN = re.compile(rb"[0-9a-f]{%d,}" % HEX_MIN_RUN)
 

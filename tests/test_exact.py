@@ -1,6 +1,7 @@
 """Exact mode with an LM: round trips, determinism, model identity, never worse than classical."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -119,7 +120,6 @@ def test_hex_codec_round_trip(text):
 
 
 def test_hex_codec_wins_on_a_lock_file_and_rejects_garbage():
-    import hashlib
     lock = b"".join(b'{ name = "pkg%d", hash = "sha256:%s" }\n' % (i, hashlib.sha256(b"%d" % i).hexdigest().encode())
                     for i in range(200))
     name, payload = codecs.best_classical(lock)

@@ -51,7 +51,7 @@ def test_fill_reports_stops_and_caps_apart(tiny_model, monkeypatch):
     monkeypatch.setitem(tiny_model.__dict__, "_fim_ids", (pre_id, suf_id, mid_id, frozenset()))
     mids = tiny_model.fill(pre, suf, max_tokens=[3, 6, 9])
     assert tiny_model.last_fill_stopped == [False, False, False]
-    assert [len(tiny_model.encode(m)) for m in mids] == [3, 6, 9] or all(mids)
+    assert all(mids)  # no stop token: each row ran to its cap
     every = frozenset(range(tiny_model.vocab_size))
     monkeypatch.setitem(tiny_model.__dict__, "_fim_ids", (pre_id, suf_id, mid_id, every))
     assert tiny_model.fill(pre, suf, max_tokens=[3, 6, 9]) == ["", "", ""]
