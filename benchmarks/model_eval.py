@@ -6,8 +6,8 @@ bits/byte: the model alone (full forward passes, 256-token windows with half ove
 .py file of every sdist, total bits / total bytes. FIM: `--fims` function bodies and as many
 docstrings, drawn with a fixed seed; each is removed and filled greedily on its own (cap: twice the
 true token count + 16; the prompt gets the model's context less the cap). Reported: the share of
-fills that stop by themselves (a stop token before the cap), and the share of filled files that
-parse.
+fills that stop by themselves (a stop token before the cap), the share of filled files that
+parse, and the median probability of a stop token right after the true middle (teacher-forced).
 """
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from codeseed.model import CodeModel  # noqa: E402
@@ -67,6 +70,16 @@ def holes(files: dict[str, str], n: int, seed: int = 0) -> dict[str, list[tuple[
     return {"body": rng.sample(bodies, min(n, len(bodies))), "docstring": rng.sample(docs, min(n, len(docs)))}
 
 
+@torch.no_grad()
+def stop_probability(model: CodeModel, prefix: str, suffix: str, middle: str) -> float:
+    """P(a stop token) right after the true middle, teacher-forced: whether the model knows where a
+    middle ends, apart from what greedy decoding makes of it."""
+    ids = model.encode(middle)
+    prompt = model._fim_prompt(prefix, suffix, max(32, model.context - len(ids) - 4))
+    p = torch.softmax(model.model(torch.tensor([prompt + ids])).logits[0, -1].double(), -1)
+    return max(float(p[t]) for t in model._fim_ids[3])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sdists", type=Path)
@@ -85,18 +98,21 @@ def main() -> None:
           f"({result['score_s']:.0f} s)", flush=True)
     for kind, items in holes(files, args.fims).items():
         stopped = parsed = 0
+        p_stop = []
         for n, a, b in items:  # one at a time, as seeded mode fills: each prompt gets its own room
             pre, suf = files[n][:a], files[n][b:]
             mid = model.fill([pre], [suf], 2 * len(model.encode(files[n][a:b])) + 16)[0]
             stopped += model.last_fill_stopped[0]
+            p_stop.append(stop_probability(model, pre, suf, files[n][a:b]))
             try:
                 ast.parse(pre + mid + suf)
                 parsed += 1
             except (SyntaxError, ValueError):
                 pass
-        result[f"fim_{kind}"] = {"n": len(items), "stop_rate": stopped / len(items), "parse_rate": parsed / len(items)}
-        print(f"FIM {kind}: {len(items)} holes, stops by itself {stopped}/{len(items)}, parses {parsed}/{len(items)}",
-              flush=True)
+        result[f"fim_{kind}"] = {"n": len(items), "stop_rate": stopped / len(items), "parse_rate": parsed / len(items),
+                                 "p_stop_at_end_median": float(np.median(p_stop))}
+        print(f"FIM {kind}: {len(items)} holes, stops by itself {stopped}/{len(items)}, parses {parsed}/{len(items)}, "
+              f"median P(stop) after the true middle {np.median(p_stop):.3f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -48,6 +48,7 @@ A small fill-in-the-middle code model, trained by codeseed's own command on this
 | bits/byte, model alone, on the {ev['py_files']} `.py` files of eval-public ({ev['py_bytes']:,} bytes; never trained on) | **{ev['bits_per_byte']:.3f}** |
 | FIM on {fb.get('n', 0)} function bodies: stops by itself / filled file parses | {100 * fb.get('stop_rate', 0):.0f}% / {100 * fb.get('parse_rate', 0):.0f}% |
 | FIM on {fd.get('n', 0)} docstrings: stops by itself / filled file parses | {100 * fd.get('stop_rate', 0):.0f}% / {100 * fd.get('parse_rate', 0):.0f}% |
+| median P(stop token) right after the true middle, teacher-forced: bodies / docstrings | {fb.get('p_stop_at_end_median', float('nan')):.3f} / {fd.get('p_stop_at_end_median', float('nan')):.3f} |
 
 Model SHA-256 (codeseed's identity hash over weights, config and tokenizer): `{ev['model']['sha256']}`
 
