@@ -1,6 +1,6 @@
 """Compare codeseed with classical compressors on real projects, side by side in one run.
 
-    python benchmarks/compare.py ../shared/eval-public/sdist --modes classical,exact [--py-only] [--md]
+    python benchmarks/compare.py ../shared/eval-public/sdist --modes classical,exact [--py-only] [--jobs 3]
 
 For each sdist: unpack it, check that codeseed round-trips the tree byte for byte (and modes),
 and print sizes: raw tar, gzip -9, xz -9e, zstd -19, brotli -q 11, zpaq -method 5 (of the same
@@ -11,10 +11,12 @@ is the round-trip check). Benchmarks are not tests: they print, they do not asse
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import hashlib
 import json
 import lzma
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -83,45 +85,63 @@ def run_codeseed(root: Path, work: Path, mode: str, model, settings: MixSettings
             "raw": report.raw_bytes, "codecs": codecs}
 
 
+_model = None  # per process: loaded once by _init
+
+
+def _init(model_path: Path | None, need_model: bool) -> None:
+    global _model
+    if need_model:
+        from codeseed.model import CodeModel
+        _model = CodeModel(model_path)
+
+
+def measure_project(sdist: Path, modes: list[str], py_only: bool) -> dict:
+    """One sdist: its classical sizes and every codeseed mode, with a round-trip check."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        with tarfile.open(sdist) as tf:
+            tf.extractall(work / "src", filter="data")
+        root = next((work / "src").iterdir())
+        if py_only:
+            for p in sorted(root.rglob("*"), reverse=True):
+                if p.is_file() and p.suffix != ".py":
+                    p.unlink()
+                elif p.is_dir() and not any(p.iterdir()):
+                    p.rmdir()
+        tar = make_tar(root, work / f"{root.name}.tar")
+        row = {"project": root.name, "files": len(tree_digest(root)), **{
+            k: {"bytes": b, "s": s} for k, (b, s) in classical_sizes(tar, work / f"{root.name}.tar").items()}}
+        for mode in modes:
+            settings = None
+            if mode == "lm-only":
+                settings = MixSettings(window=_model.context, ngram_orders=(), ngram_alpha=(), match=False)
+            print(f"{root.name}: codeseed {mode} ...", file=sys.stderr, flush=True)
+            row[f"codeseed {mode}"] = run_codeseed(root, work, mode, _model, settings)
+        print(json.dumps(row), flush=True)  # each project as soon as it is done
+        return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sdists", type=Path, help="folder of .tar.gz sdists")
     ap.add_argument("--modes", default="classical,exact", help="comma list of classical, exact, lm-only")
     ap.add_argument("--model", type=Path, help="model folder (default: bundled)")
     ap.add_argument("--py-only", action="store_true", help="keep only the .py files of each project")
+    ap.add_argument("--jobs", type=int, default=1, help="projects measured at once, one process each")
     ap.add_argument("--json", type=Path, help="write all figures here")
     args = ap.parse_args()
     modes = args.modes.split(",")
-    model = None
-    if any(m != "classical" for m in modes):
-        from codeseed.model import CodeModel
-        model = CodeModel(args.model)
-    results = []
-    for sdist in sorted(args.sdists.glob("*.tar.gz")):
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            with tarfile.open(sdist) as tf:
-                tf.extractall(work / "src", filter="data")
-            root = next((work / "src").iterdir())
-            if args.py_only:
-                for p in sorted(root.rglob("*"), reverse=True):
-                    if p.is_file() and p.suffix != ".py":
-                        p.unlink()
-                    elif p.is_dir() and not any(p.iterdir()):
-                        p.rmdir()
-            tar = make_tar(root, work / f"{root.name}.tar")
-            row = {"project": root.name, "files": len(tree_digest(root)), **{
-                k: {"bytes": b, "s": s} for k, (b, s) in classical_sizes(tar, work / f"{root.name}.tar").items()}}
-            for mode in modes:
-                settings = None
-                if mode == "lm-only":
-                    settings = MixSettings(window=model.context, ngram_orders=(), ngram_alpha=(), match=False)
-                print(f"{root.name}: codeseed {mode} ...", file=sys.stderr, flush=True)
-                row[f"codeseed {mode}"] = run_codeseed(root, work, mode, model, settings)
-            results.append(row)
-            print(json.dumps(row), flush=True)  # each project as soon as it is done
-            if args.json:
-                args.json.write_text(json.dumps(results, indent=2))
+    sdists = sorted(args.sdists.glob("*.tar.gz"))
+    work = functools.partial(measure_project, modes=modes, py_only=args.py_only)
+    init = (args.model, any(m != "classical" for m in modes))
+    if args.jobs > 1:
+        with multiprocessing.get_context("fork").Pool(args.jobs, _init, init) as pool:
+            results = pool.map(work, sdists, chunksize=1)
+    else:
+        _init(*init)
+        results = [work(sdist) for sdist in sdists]
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
     cols = [c for c in results[0] if c not in ("project", "files")] if results else []
     table = Table(title="bytes (ratio to xz -9e)" + (" - .py files only" if args.py_only else ""))
     table.add_column("project")
@@ -153,8 +173,6 @@ def main() -> None:
         times.append(f"| {r['project']} | {kb:.0f} | {r['xz -9e']['s']:.2f} | "
                      f"{r.get('zpaq -m5', {}).get('s', float('nan')):.2f} | " + " | ".join(cells) + " |")
     print("\n".join(md + times))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
