@@ -26,6 +26,19 @@ def main() -> None:
     curve = "\n".join(f"| {c['minutes']} | {c['step']} | {c['tokens'] / 1e6:.1f}M | {c['val_bpb']} |"
                       for c in state["curve"])
     fb, fd = ev.get("fim_body", {}), ev.get("fim_docstring", {})
+    from dataclasses import asdict
+
+    from codeseed.train import TrainConfig
+    flags = " ".join(f"--{k.replace('_', '-')} {v if not isinstance(v, bool) else int(v)}"
+                     for k, v in cfg.items() if k in asdict(TrainConfig()) and asdict(TrainConfig())[k] != v)
+    lineage, parent = [], state.get("parent")
+    while parent:  # continuations: each run starts from its parent's weights
+        lineage.append(f"{parent['run']} ({parent['steps']:,} steps, {parent['tokens'] / 1e6:.1f}M tokens, "
+                       f"{parent['minutes']} min)")
+        parent = parent.get("parent")
+    init = f" --init-from {state['parent']['run']}" if state.get("parent") else ""
+    lineage_row = (f"| continued from | {' <- '.join(lineage)}: a fresh optimizer and schedule on its weights; "
+                   f"the totals above are this run's alone |\n" if lineage else "")
     card = f"""# codeseed-small
 
 A small fill-in-the-middle code model, trained by codeseed's own command on this machine's CPU.
@@ -36,8 +49,8 @@ A small fill-in-the-middle code model, trained by codeseed's own command on this
 | parameters | {n_params / 1e6:.2f}M ({weights / 1e6:.1f} MB float32 safetensors) |
 | tokenizer | byte-level BPE, {conf['vocab_size']} tokens, StarCoder FIM sentinels (`<fim_prefix>`, `<fim_suffix>`, `<fim_middle>`), `<|endoftext|>` ends a middle |
 | context | {cfg['seq_len']} tokens (codeseed's codec rebuilds its cache from the last {cfg['seq_len'] // 2} when full) |
-| training | {state['step']:,} steps of {cfg['batch']} x {cfg['seq_len']} tokens = {state['tokens'] / 1e6:.1f}M tokens, {state['elapsed_s'] / 3600:.2f} h wall time, {cfg['threads']} CPU threads ({platform.machine()}), bf16 autocast + torch.compile, AdamW peak LR {cfg['peak_lr']}, cosine over the wall-clock budget; {int(cfg['fim_rate'] * 100)}% FIM rows (PSM and SPM, AST-span and random splits) |
-| corpus | CPython {'.'.join(platform.python_version_tuple()[:2])} standard library + site-packages `.py` files of the base interpreter, deduplicated by content, files over 1 MB and generated/minified files skipped: {man['files']:,} files, {man['bytes'] / 1e6:.1f} MB, content hash `{man['content_hash'][:16]}...` ({corpus['train_files']:,} train / {corpus['val_files']:,} validation files, {corpus['train_tokens'] / 1e6:.1f}M train tokens); skipped {man['skipped']} |
+| training | {state['step']:,} steps of {cfg['batch']} x {cfg['seq_len']} tokens = {state['tokens'] / 1e6:.1f}M tokens, {state['elapsed_s'] / 3600:.2f} h wall time, {cfg['threads']} CPU thread{'s' if cfg['threads'] > 1 else ''} ({platform.machine()}), bf16 autocast + torch.compile, AdamW peak LR {cfg['peak_lr']}, cosine over the wall-clock budget; {int(cfg['fim_rate'] * 100)}% FIM rows (PSM and SPM, AST-span and random splits) |
+{lineage_row}| corpus | CPython {'.'.join(platform.python_version_tuple()[:2])} standard library + site-packages `.py` files of the base interpreter, deduplicated by content, files over 1 MB and generated/minified files skipped: {man['files']:,} files, {man['bytes'] / 1e6:.1f} MB, content hash `{man['content_hash'][:16]}...` ({corpus['train_files']:,} train / {corpus['val_files']:,} validation files, {corpus['train_tokens'] / 1e6:.1f}M train tokens); skipped {man['skipped']} |
 | never trained on | `../shared/eval-public` (tinydb, semver, schedule: excluded by name even if installed), codeseed's fixtures and tests |
 | torch | {meta.get('torch', '?')} |
 
@@ -58,8 +71,8 @@ Model SHA-256 (codeseed's identity hash over weights, config and tokenizer): `{e
 |---|---|---|---|
 {curve}
 
-Reproduce: `python -m codeseed.train --out runs/small --hours H` (resumable), then
-`python -m codeseed.train --out runs/small --export codeseed/models/codeseed-small`.
+Reproduce (resumable): `python -m codeseed.train --out RUN{init} {flags}`, then
+`python -m codeseed.train --out RUN --export codeseed/models/codeseed-small`.
 """
     (model_dir / "MODEL_CARD.md").write_text(card)
     print(card)
