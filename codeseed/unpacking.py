@@ -85,7 +85,8 @@ def load_model_for(arc: archive.Archive, model=None):
 
 
 def decode_entries(arc: archive.Archive, model=None, progress=None) -> dict[str, bytes]:
-    """Decode every entry and check its size and SHA-256; raise ArchiveError on any mismatch."""
+    """Decode every entry and check its size and SHA-256: ArchiveError on a mismatch, VerificationError
+    where a seeded file's reconstruction is not the one pack verified (another model or machine)."""
     out: dict[str, bytes] = {}
     for e in arc.entries:
         if e.codec in codecs.CLASSICAL:
@@ -102,19 +103,25 @@ def decode_entries(arc: archive.Archive, model=None, progress=None) -> dict[str,
         out.update(exact.decode(arc, out, lm, progress))
     if seeded_entries:
         _reconstruct(arc, seeded_entries, out, lm, progress)
-    digests = []
+    digests, differs = [], []
     for e in arc.entries:
         data = out[e.path]
         ok, full = arc.matches(e, data)
         if e.fidelity == "exact" and (len(data) != e.size or not ok):
             raise ArchiveError(f"{arc.path}: corrupt archive ({e.path!r} does not match its SHA-256)")
+        if not ok:  # a seeded file: not the reconstruction pack verified
+            differs.append(e.path)
         digests.append(full)
+    if differs:
+        raise VerificationError(f"{arc.path}: this machine's model output differs from the reconstruction pack "
+                                f"verified for {len(differs)} file(s): {', '.join(differs[:5])}"
+                                + (" ..." if len(differs) > 5 else ""))
     arc.check_tree(digests)
     return out
 
 
 def _reconstruct(arc: archive.Archive, entries: list[archive.Entry], out: dict[str, bytes], lm, progress) -> None:
-    """Regenerate seeded files from their seeds; each must match the reconstruction pack verified."""
+    """Regenerate seeded files from their seeds into `out` (decode_entries checks them)."""
     from codeseed import seeded
     if lm is None:
         raise ArchiveError(f"{arc.path}: corrupt archive (seeded entries but no model in the header)")
@@ -123,15 +130,8 @@ def _reconstruct(arc: archive.Archive, entries: list[archive.Entry], out: dict[s
                  for e in entries]
     except (KeyError, ValueError, TypeError):
         raise ArchiveError(f"{arc.path}: corrupt archive (bad seed)") from None
-    differs = []
     for e, recon in zip(entries, seeded.reconstruct(lm, seeds, progress)):
-        if not arc.matches(e, recon)[0]:
-            differs.append(e.path)
         out[e.path] = recon
-    if differs:
-        raise VerificationError(f"{arc.path}: this machine's model output differs from the reconstruction pack "
-                                f"verified for {len(differs)} file(s): {', '.join(differs[:5])}"
-                                + (" ..." if len(differs) > 5 else ""))
 
 
 def _write_atomic(target: Path, data: bytes, executable: bool) -> None:
