@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from codeseed.model import CodeModel  # noqa: E402
@@ -70,16 +69,6 @@ def holes(files: dict[str, str], n: int, seed: int = 0) -> dict[str, list[tuple[
     return {"body": rng.sample(bodies, min(n, len(bodies))), "docstring": rng.sample(docs, min(n, len(docs)))}
 
 
-@torch.no_grad()
-def stop_probability(model: CodeModel, prefix: str, suffix: str, middle: str) -> float:
-    """P(a stop token) right after the true middle, teacher-forced: whether the model knows where a
-    middle ends, apart from what greedy decoding makes of it."""
-    ids = model.encode(middle)
-    prompt = model._fim_prompt(prefix, suffix, max(32, model.context - len(ids) - 4))
-    p = torch.softmax(model.model(torch.tensor([prompt + ids])).logits[0, -1].double(), -1)
-    return max(float(p[t]) for t in model._fim_ids[3])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sdists", type=Path)
@@ -103,7 +92,7 @@ def main() -> None:
             pre, suf = files[n][:a], files[n][b:]
             mid = model.fill([pre], [suf], 2 * len(model.encode(files[n][a:b])) + 16)[0]
             stopped += model.last_fill_stopped[0]
-            p_stop.append(stop_probability(model, pre, suf, files[n][a:b]))
+            p_stop.append(model.stop_probability(pre, suf, model.encode(files[n][a:b])))
             try:
                 ast.parse(pre + mid + suf)
                 parsed += 1

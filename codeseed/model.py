@@ -167,9 +167,20 @@ class CodeModel:
         come out otherwise in fill()'s cached steps, so a True must be confirmed with fill()."""
         if not middle:
             return True
+        return self._fim_logits(prefix, suffix, middle, middle[:-1]).argmax(-1).tolist() == list(middle)
+
+    @torch.no_grad()
+    def stop_probability(self, prefix: str, suffix: str, middle: list[int]) -> float:
+        """P(a stop token) right after the true `middle`, teacher-forced: whether the model knows
+        where a middle ends, apart from what greedy decoding makes of it (benchmarks/model_eval.py)."""
+        p = torch.softmax(self._fim_logits(prefix, suffix, middle, middle)[-1].double(), -1)
+        return max(float(p[t]) for t in self._fim_ids[3])
+
+    def _fim_logits(self, prefix: str, suffix: str, middle: list[int], feed: list[int]) -> torch.Tensor:
+        """One forward pass over the PSM prompt (with room for `middle`, as fill() leaves it) followed
+        by the tokens `feed`: the logits from the middle sentinel on, one row per fed token + 1."""
         prompt = self._fim_prompt(prefix, suffix, max(32, self.context - len(middle) - 4))
-        logits = self.model(torch.tensor([prompt + middle[:-1]])).logits[0, len(prompt) - 1:]
-        return logits.argmax(-1).tolist() == list(middle)
+        return self.model(torch.tensor([prompt + feed])).logits[0, len(prompt) - 1:]
 
     @torch.no_grad()
     def fill(self, prefixes: list[str], suffixes: list[str], max_tokens: int | list[int] = 64) -> list[str]:
@@ -214,6 +225,7 @@ class CodeModel:
             logits = self.model(torch.tensor(nxt)[:, None], attention_mask=mask, position_ids=pos, cache=cache,
                                 use_cache=True).logits[:, -1]
         self.last_fill_stopped = stopped
+        self.last_fill_tokens = [len(o) for o in out]  # tokens generated per row (text may re-tokenize otherwise)
         return [self.decode(o) for o in out]
 
 

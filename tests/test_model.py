@@ -36,11 +36,13 @@ def test_fill_is_deterministic_and_capped(tiny_model):
     pre = [text[:a] for a, b in cuts]
     suf = [text[b:] for a, b in cuts]
     together = tiny_model.fill(pre, suf, max_tokens=[5, 8, 12])
+    generated = tiny_model.last_fill_tokens
     assert together == tiny_model.fill(pre, suf, max_tokens=[5, 8, 12])
     alone = tiny_model.fill(pre[:1], suf[:1], max_tokens=5)
     assert alone == tiny_model.fill(pre[:1], suf[:1], max_tokens=5)
-    for mid, cap in zip(together, [5, 8, 12]):
-        assert len(tiny_model.encode(mid)) <= cap + 1  # re-tokenizing may merge differently
+    # the cap counts generated tokens; re-encoding the text can differ (a token cut mid-character
+    # decodes to U+FFFD), so the count comes from fill itself
+    assert all(n <= cap for n, cap in zip(generated, [5, 8, 12]))
 
 
 def test_fill_reports_stops_and_caps_apart(tiny_model, monkeypatch):
