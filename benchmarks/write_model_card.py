@@ -10,7 +10,11 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from dataclasses import asdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from codeseed.train import TrainConfig  # noqa: E402
 
 
 def main() -> None:
@@ -26,11 +30,9 @@ def main() -> None:
     curve = "\n".join(f"| {c['minutes']} | {c['step']} | {c['tokens'] / 1e6:.1f}M | {c['val_bpb']} |"
                       for c in state["curve"])
     fb, fd = ev.get("fim_body", {}), ev.get("fim_docstring", {})
-    from dataclasses import asdict
-
-    from codeseed.train import TrainConfig
+    defaults = asdict(TrainConfig())
     flags = " ".join(f"--{k.replace('_', '-')} {v if not isinstance(v, bool) else int(v)}"
-                     for k, v in cfg.items() if k in asdict(TrainConfig()) and asdict(TrainConfig())[k] != v)
+                     for k, v in cfg.items() if k in defaults and defaults[k] != v)
     lineage, parent = [], state.get("parent")
     while parent:  # continuations: each run starts from its parent's weights
         lineage.append(f"{parent['run']} ({parent['steps']:,} steps, {parent['tokens'] / 1e6:.1f}M tokens, "

@@ -123,9 +123,7 @@ def best_classical(data: bytes) -> tuple[str, bytes]:
     """The smallest classical encoding of `data` (ties go to the faster codec, listed first)."""
     best_name, best = "stored", data
     if data:
-        for name in ("zstd", "xz", "hex"):
-            if name == "hex" and not _hex_eligible(data):
-                continue
+        for name in ("zstd", "xz") + (("hex",) if _hex_eligible(data) else ()):
             enc = CLASSICAL[name].encode(data)
             if len(enc) < len(best):
                 best_name, best = name, enc
