@@ -246,6 +246,11 @@ class Batcher:
         mid = mid[:self.MAX_MIDDLE]
         suf = self.tok.encode(text[b:b + 1500]).ids
         room = cfg.seq_len + 1 - len(mid) - 4
+        # Leave a random part of the row empty after the stop. Rows filled to the brim put nearly every
+        # stop label at the last position, and the model learned that instead of where a middle ends:
+        # with the weights of 2026-11-27, median P(stop) after a true function body was 0.993 when it
+        # ended at position 255, 0.008 at position 254 (12 bodies of eval-public).
+        room -= int(rng.integers(0, max(1, room - 32)))
         n_suf = min(len(suf), max(room // 3, room - len(pre)))
         n_pre = min(len(pre), room - n_suf)
         pre, suf = pre[len(pre) - n_pre:], suf[:n_suf]

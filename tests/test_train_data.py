@@ -91,3 +91,19 @@ def test_weights_leave_plain_rows_alone(batcher):
     finally:
         b.cfg = cfg
     assert (w == 1.0).all() and (y != PAD_LABEL).all()
+
+
+def test_stop_position_is_not_the_row_end(tmp_path):
+    """With long files every prompt could fill its row; then the stop label always sat at the last
+    position and the model learned the position, not the end of the middle."""
+    texts = ["\n".join(SOURCE.replace("Store", f"Store{i}") for i in range(30))]
+    tok = train_tokenizer(texts, 300)
+    write_token_stream(tmp_path, tok, texts)
+    with open(tmp_path / "texts.pkl", "wb") as fh:
+        pickle.dump({"train": texts, "val": []}, fh)
+    cfg = TrainConfig(seq_len=128, batch=200, fim_rate=1.0, span_rate=1.0, stop_weight=2.0)
+    _, _, w = Batcher(tmp_path, tok, cfg, np.random.default_rng(1)).batch()
+    rows, positions = (w == 2.0).nonzero(as_tuple=True)
+    assert len(rows) > 150
+    assert (positions == cfg.seq_len - 1).float().mean() < 0.1
+    assert len(set(positions.tolist())) > 40
