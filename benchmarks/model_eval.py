@@ -5,9 +5,11 @@
 bits/byte: the model alone (full forward passes, 256-token windows with half overlap) over every
 .py file of every sdist, total bits / total bytes. FIM: `--fims` function bodies and as many
 docstrings, drawn with a fixed seed; each is removed and filled greedily on its own (cap: twice the
-true token count + 16; the prompt gets the model's context less the cap). Reported: the share of
-fills that stop by themselves (a stop token before the cap), the share of filled files that
-parse, and the median probability of a stop token right after the true middle (teacher-forced).
+true token count + 16; the prompt gets the model's context less the cap), twice: as codeseed fills
+(greedy, never repeating a 6-token sequence within the middle) and by plain greedy decoding
+(keys ending in `_greedy`). Reported: the share of fills that stop by themselves (a stop token
+before the cap), the share of filled files that parse, and the median probability of a stop token
+right after the true middle (teacher-forced).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from codeseed.model import CodeModel  # noqa: E402
+from codeseed.model import NO_REPEAT, CodeModel  # noqa: E402
 
 
 def py_files(sdists: Path) -> dict[str, str]:
@@ -88,22 +90,24 @@ def main() -> None:
         print(f"bits/byte {result['bits_per_byte']:.4f} on {len(files)} files, {nbytes:,} bytes "
               f"({result['score_s']:.0f} s)", flush=True)
     for kind, items in holes(files, args.fims).items():
-        stopped = parsed = 0
-        p_stop = []
-        for n, a, b in items:  # one at a time, as seeded mode fills: each prompt gets its own room
-            pre, suf = files[n][:a], files[n][b:]
-            mid = model.fill([pre], [suf], 2 * len(model.encode(files[n][a:b])) + 16)[0]
-            stopped += model.last_fill_stopped[0]
-            p_stop.append(model.stop_probability(pre, suf, model.encode(files[n][a:b])))
-            try:
-                ast.parse(pre + mid + suf)
-                parsed += 1
-            except (SyntaxError, ValueError):
-                pass
-        result[f"fim_{kind}"] = {"n": len(items), "stop_rate": stopped / len(items), "parse_rate": parsed / len(items),
-                                 "p_stop_at_end_median": float(np.median(p_stop))}
-        print(f"FIM {kind}: {len(items)} holes, stops by itself {stopped}/{len(items)}, parses {parsed}/{len(items)}, "
-              f"median P(stop) after the true middle {np.median(p_stop):.3f}", flush=True)
+        p_stop = [model.stop_probability(files[n][:a], files[n][b:], model.encode(files[n][a:b])) for n, a, b in items]
+        for decoding, no_repeat in (("", NO_REPEAT), ("_greedy", 0)):
+            stopped = parsed = 0
+            for n, a, b in items:  # one at a time, as seeded mode fills: each prompt gets its own room
+                pre, suf = files[n][:a], files[n][b:]
+                mid = model.fill([pre], [suf], 2 * len(model.encode(files[n][a:b])) + 16, no_repeat=no_repeat)[0]
+                stopped += model.last_fill_stopped[0]
+                try:
+                    ast.parse(pre + mid + suf)
+                    parsed += 1
+                except (SyntaxError, ValueError):
+                    pass
+            result[f"fim_{kind}{decoding}"] = {"n": len(items), "no_repeat": no_repeat, "stop_rate": stopped / len(items),
+                                               "parse_rate": parsed / len(items),
+                                               "p_stop_at_end_median": float(np.median(p_stop))}
+            print(f"FIM {kind}, no_repeat {no_repeat}: {len(items)} holes, stops by itself {stopped}/{len(items)}, "
+                  f"parses {parsed}/{len(items)}, median P(stop) after the true middle {np.median(p_stop):.3f}",
+                  flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

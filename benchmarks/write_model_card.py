@@ -17,6 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from codeseed.train import TrainConfig  # noqa: E402
 
 
+def fim_recipe(cfg: dict) -> str:
+    """The FIM part of a run's recipe; runs from before a setting existed used its default."""
+    c = {**asdict(TrainConfig()), **cfg}
+    return (f"{c['fim_rate']:.0%} FIM rows: {c['psm_rate']:.0%} PSM, the rest SPM; {c['span_rate']:.0%} split at an "
+            f"AST span of a kind drawn first (block, docstring, statement, expression, comment), the rest at random "
+            f"characters; stop label weight {c['stop_weight']:g}")
+
+
 def main() -> None:
     model_dir, eval_json = Path(sys.argv[1]), Path(sys.argv[2])
     meta = json.loads((model_dir / "training.json").read_text())
@@ -30,6 +38,7 @@ def main() -> None:
     curve = "\n".join(f"| {c['minutes']} | {c['step']} | {c['tokens'] / 1e6:.1f}M | {c['val_bpb']} |"
                       for c in state["curve"])
     fb, fd = ev.get("fim_body", {}), ev.get("fim_docstring", {})
+    gb, gd = ev.get("fim_body_greedy", {}), ev.get("fim_docstring_greedy", {})
     defaults = asdict(TrainConfig())
     flags = " ".join(f"--{k.replace('_', '-')} {v if not isinstance(v, bool) else int(v)}"
                      for k, v in cfg.items() if k in defaults and defaults[k] != v)
@@ -51,7 +60,7 @@ A small fill-in-the-middle code model, trained by codeseed's own command on this
 | parameters | {n_params / 1e6:.2f}M ({weights / 1e6:.1f} MB float32 safetensors) |
 | tokenizer | byte-level BPE, {conf['vocab_size']} tokens, StarCoder FIM sentinels (`<fim_prefix>`, `<fim_suffix>`, `<fim_middle>`), `<|endoftext|>` ends a middle |
 | context | {cfg['seq_len']} tokens (codeseed's codec rebuilds its cache from the last {cfg['seq_len'] // 2} when full) |
-| training | {state['step']:,} steps of {cfg['batch']} x {cfg['seq_len']} tokens = {state['tokens'] / 1e6:.1f}M tokens, {state['elapsed_s'] / 3600:.2f} h wall time, {cfg['threads']} CPU thread{'s' if cfg['threads'] > 1 else ''} ({platform.machine()}), bf16 autocast + torch.compile, AdamW peak LR {cfg['peak_lr']}, cosine over the wall-clock budget; {int(cfg['fim_rate'] * 100)}% FIM rows (PSM and SPM, AST-span and random splits) |
+| training | {state['step']:,} steps of {cfg['batch']} x {cfg['seq_len']} tokens = {state['tokens'] / 1e6:.1f}M tokens, {state['elapsed_s'] / 3600:.2f} h wall time, {cfg['threads']} CPU thread{'s' if cfg['threads'] > 1 else ''} ({platform.machine()}), bf16 autocast + torch.compile, AdamW peak LR {cfg['peak_lr']}, cosine over the wall-clock budget; {fim_recipe(cfg)} |
 {lineage_row}| corpus | CPython {'.'.join(platform.python_version_tuple()[:2])} standard library + site-packages `.py` files of the base interpreter, deduplicated by content, files over 1 MB and generated/minified files skipped: {man['files']:,} files, {man['bytes'] / 1e6:.1f} MB, content hash `{man['content_hash'][:16]}...` ({corpus['train_files']:,} train / {corpus['val_files']:,} validation files, {corpus['train_tokens'] / 1e6:.1f}M train tokens); skipped {man['skipped']} |
 | never trained on | `../shared/eval-public` (tinydb, semver, schedule: excluded by name even if installed), codeseed's fixtures and tests |
 | torch | {meta.get('torch', '?')} |
@@ -61,8 +70,9 @@ A small fill-in-the-middle code model, trained by codeseed's own command on this
 | measure | value |
 |---|---|
 | bits/byte, model alone, on the {ev['py_files']} `.py` files of eval-public ({ev['py_bytes']:,} bytes; never trained on) | **{ev['bits_per_byte']:.3f}** |
-| FIM on {fb.get('n', 0)} function bodies: stops by itself / filled file parses | {100 * fb.get('stop_rate', 0):.0f}% / {100 * fb.get('parse_rate', 0):.0f}% |
-| FIM on {fd.get('n', 0)} docstrings: stops by itself / filled file parses | {100 * fd.get('stop_rate', 0):.0f}% / {100 * fd.get('parse_rate', 0):.0f}% |
+| FIM on {fb.get('n', 0)} function bodies, as codeseed fills (greedy, no 6-token repeat): stops by itself / filled file parses | {100 * fb.get('stop_rate', 0):.0f}% / {100 * fb.get('parse_rate', 0):.0f}% |
+| FIM on {fd.get('n', 0)} docstrings, as codeseed fills: stops by itself / filled file parses | {100 * fd.get('stop_rate', 0):.0f}% / {100 * fd.get('parse_rate', 0):.0f}% |
+| the same by plain greedy decoding: bodies / docstrings | {100 * gb.get('stop_rate', 0):.0f}% / {100 * gb.get('parse_rate', 0):.0f}%, {100 * gd.get('stop_rate', 0):.0f}% / {100 * gd.get('parse_rate', 0):.0f}% |
 | median P(stop token) right after the true middle, teacher-forced: bodies / docstrings | {fb.get('p_stop_at_end_median', float('nan')):.3f} / {fd.get('p_stop_at_end_median', float('nan')):.3f} |
 
 Model SHA-256 (codeseed's identity hash over weights, config and tokenizer): `{ev['model']['sha256']}`

@@ -32,6 +32,11 @@ from codeseed.errors import InputError  # noqa: E402
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 BUNDLED_NAME = "codeseed-small"
+# fill() never repeats a sequence of this many tokens within one middle. Greedy decoding of a small
+# model falls into loops ("of the version of the version ...") that never reach the stop token; on
+# 60 held-out bodies and docstrings, banning repeats of 6 tokens raised the share of fills that stop
+# by themselves from 77% to 97% (benchmarks/RESULTS.md). 0 is plain greedy.
+NO_REPEAT = 6
 IDENTITY_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer.model",
                   "vocab.json", "merges.txt")
 
@@ -183,8 +188,11 @@ class CodeModel:
         return self.model(torch.tensor([prompt + feed])).logits[0, len(prompt) - 1:]
 
     @torch.no_grad()
-    def fill(self, prefixes: list[str], suffixes: list[str], max_tokens: int | list[int] = 64) -> list[str]:
+    def fill(self, prefixes: list[str], suffixes: list[str], max_tokens: int | list[int] = 64,
+             no_repeat: int = NO_REPEAT) -> list[str]:
         """Greedy FIM middles, batched with a KV cache. Stops at the format's stop tokens or the cap.
+        A token that would repeat a `no_repeat`-token sequence already in the same middle is never
+        chosen (0: plain greedy).
 
         Deterministic for the same call; a different batch (other prompts beside this one) can change
         a fill, because left padding changes the numerics (measured). Callers that need the same
@@ -208,7 +216,10 @@ class CodeModel:
         stopped = [False] * len(prompts)  # ended by a stop token, not by its cap
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = self.model(x, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True).logits[:, -1]
+        seen: list[dict[tuple[int, ...], set[int]]] = [{} for _ in prompts]  # (n-1)-gram -> tokens after it
         for step in range(max(limits) + 1):  # + 1: whether a fill of exactly `limit` tokens then stops
+            if no_repeat > 1 and step >= no_repeat - 1:
+                logits = self._ban_repeats(logits, out, seen, alive, no_repeat)
             nxt = logits.argmax(-1).tolist()
             for r, t in enumerate(nxt):
                 if alive[r]:
@@ -225,8 +236,28 @@ class CodeModel:
             logits = self.model(torch.tensor(nxt)[:, None], attention_mask=mask, position_ids=pos, cache=cache,
                                 use_cache=True).logits[:, -1]
         self.last_fill_stopped = stopped
-        self.last_fill_tokens = [len(o) for o in out]  # tokens generated per row (text may re-tokenize otherwise)
+        self.last_fill_ids = out  # tokens generated per row (the text may re-tokenize otherwise)
+        self.last_fill_tokens = [len(o) for o in out]
         return [self.decode(o) for o in out]
+
+
+    @staticmethod
+    def _ban_repeats(logits: torch.Tensor, out: list[list[int]], seen: list[dict], alive: list[bool],
+                     n: int) -> torch.Tensor:
+        """Logits with -inf on each row's tokens that would repeat one of its n-grams."""
+        banned = []
+        for r, toks in enumerate(out):
+            if not alive[r] or len(toks) < n - 1:
+                continue
+            if len(toks) >= n:  # record the n-gram the last step completed
+                seen[r].setdefault(tuple(toks[-n:-1]), set()).add(toks[-1])
+            for t in seen[r].get(tuple(toks[-(n - 1):]), ()):
+                banned.append((r, t))
+        if banned:
+            logits = logits.clone()
+            rows, cols = zip(*banned)
+            logits[list(rows), list(cols)] = float("-inf")
+        return logits
 
 
 class Stepper:

@@ -22,6 +22,7 @@ from rapidfuzz.distance import Levenshtein
 
 from codeseed import assess, select, spans
 from codeseed.lmcodec import pinned_threads
+from codeseed.model import NO_REPEAT
 from codeseed.walk import SourceFile
 
 HOLE = b"\0"
@@ -138,8 +139,9 @@ def stop_rule(data: bytes, hole: list[assess.Piece]) -> str:
     return "."
 
 
-def reconstruct(model, seeds: list[Seed], progress=None) -> list[bytes]:
-    """Fill every hole, left to right, each file on its own and on one thread.
+def reconstruct(model, seeds: list[Seed], progress=None, no_repeat: int = NO_REPEAT) -> list[bytes]:
+    """Fill every hole, left to right, each file on its own and on one thread. `no_repeat` is the
+    archive's (header settings "fill"; archives from before it was recorded used plain greedy, 0).
 
     Batching files together was measured to change fills (left padding shifts the numerics, and a
     greedy argmax flips), and so does the thread count; pack and unpack batch differently, so each
@@ -150,15 +152,15 @@ def reconstruct(model, seeds: list[Seed], progress=None) -> list[bytes]:
     def fill(prefix: bytes, suffix: bytes, hint: int, rule: str) -> bytes:
         if progress:
             progress.advance(task)
-        return cut_fill(raw_fill(model, prefix, suffix, hint), rule).encode("utf-8")
+        return cut_fill(raw_fill(model, prefix, suffix, hint, no_repeat), rule).encode("utf-8")
 
     return [fill_seed(seed, fill) for seed in seeds]
 
 
-def raw_fill(model, prefix: bytes, suffix: bytes, hint: int) -> str:
+def raw_fill(model, prefix: bytes, suffix: bytes, hint: int, no_repeat: int) -> str:
     """The model's fill of one hole, before its stop rule: alone in its batch, on one thread."""
     with pinned_threads(1):
-        return model.fill([prefix.decode("utf-8")], [suffix.decode("utf-8")], hint)[0]
+        return model.fill([prefix.decode("utf-8")], [suffix.decode("utf-8")], hint, no_repeat=no_repeat)[0]
 
 
 def fill_seed(seed: Seed, fill) -> bytes:
@@ -255,7 +257,7 @@ class Planner:
         """raw_fill, as reconstruct() calls it, cached by its inputs; then the stop rule."""
         key = hashlib.sha256(b"%d\0%d\0" % (hint, len(prefix)) + prefix + suffix).digest()
         if key not in self._fills:
-            self._fills[key] = raw_fill(self.model, prefix, suffix, hint)
+            self._fills[key] = raw_fill(self.model, prefix, suffix, hint, NO_REPEAT)
         return cut_fill(self._fills[key], rule).encode("utf-8")
 
     def plan(self, budgets: dict[int, float], strict: bool = False) -> dict[int, SeededFile]:

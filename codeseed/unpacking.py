@@ -130,7 +130,11 @@ def _reconstruct(arc: archive.Archive, entries: list[archive.Entry], out: dict[s
                  for e in entries]
     except (KeyError, ValueError, TypeError):
         raise ArchiveError(f"{arc.path}: corrupt archive (bad seed)") from None
-    for e, recon in zip(entries, seeded.reconstruct(lm, seeds, progress)):
+    try:  # archives from before the fill settings were recorded filled by plain greedy
+        no_repeat = int((arc.header.settings or {}).get("fill", {}).get("no_repeat", 0))
+    except (AttributeError, TypeError, ValueError):
+        raise ArchiveError(f"{arc.path}: corrupt archive (bad fill settings)") from None
+    for e, recon in zip(entries, seeded.reconstruct(lm, seeds, progress, no_repeat)):
         out[e.path] = recon
 
 

@@ -45,6 +45,24 @@ def test_fill_is_deterministic_and_capped(tiny_model):
     assert all(n <= cap for n, cap in zip(generated, [5, 8, 12]))
 
 
+def test_fill_never_repeats_an_ngram_within_a_middle(tiny_model):
+    text = (FIXTURE / "inventory" / "models.py").read_text()
+    pre, suf = [text[:300], text[:800]], [text[300:], text[800:]]
+    stops = tiny_model._fim_ids[3]
+
+    def repeats(ids: list[int], n: int) -> bool:
+        grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+        return len(grams) != len(set(grams))
+
+    plain = tiny_model.fill(pre, suf, max_tokens=40, no_repeat=0)
+    plain_ids = tiny_model.last_fill_ids
+    assert any(repeats(ids, 3) for ids in plain_ids)  # the tiny model loops: the ban has work to do
+    banned = tiny_model.fill(pre, suf, max_tokens=40, no_repeat=3)
+    assert banned != plain
+    for ids in tiny_model.last_fill_ids:
+        assert not repeats(ids, 3) and not stops & set(ids)
+
+
 def test_fill_reports_stops_and_caps_apart(tiny_model, monkeypatch):
     """A row that reaches its cap has not stopped by itself, whatever the other rows' caps."""
     text = (FIXTURE / "inventory" / "models.py").read_text()

@@ -54,15 +54,18 @@ def test_reconstruction_is_deterministic_and_keeps_seed_runs(tiny_model):
             it = recon.index(run, it) + len(run)
 
 
-def crafted_seeded_archive(tmp_path, model, recon_sha: str | None = None):
+def crafted_seeded_archive(tmp_path, model, recon_sha: str | None = None, no_repeat: int | None = seeded.NO_REPEAT):
+    """A seeded archive as pack writes it; no_repeat None: as codeseed wrote it before it recorded
+    its fill settings (holes filled by plain greedy)."""
     data = (FIXTURE / "inventory" / "store.py").read_bytes()
     seed = seed_for(model, data, 0.5)
-    recon = seeded.reconstruct(model, [seed])[0]
+    recon = seeded.reconstruct(model, [seed], no_repeat=no_repeat or 0)[0]
     meta = {"holes": seed.hints, "budget": 0.5, "similarity": 0.0} | ({"stops": seed.stops} if seed.stops else {})
     e = archive.Entry("store.py", len(data), bytes.fromhex(recon_sha or hashlib.sha256(recon).hexdigest()), "stored",
                       "seeded", meta=meta)
     dst = tmp_path / "s.cseed"
-    archive.write(dst, archive.Header(model=model.id.to_dict()), [e], [seed.text()])
+    settings = {} if no_repeat is None else {"fill": {"no_repeat": no_repeat}}
+    archive.write(dst, archive.Header(model=model.id.to_dict(), settings=settings), [e], [seed.text()])
     return dst, recon
 
 
@@ -70,6 +73,19 @@ def test_unpack_reproduces_the_verified_reconstruction(tmp_path, tiny_model):
     dst, recon = crafted_seeded_archive(tmp_path, tiny_model)
     codeseed.unpack(dst, tmp_path / "out", model=tiny_model)
     assert (tmp_path / "out" / "store.py").read_bytes() == recon
+
+
+def test_unpack_fills_as_the_archive_says(tmp_path, tiny_model):
+    """Archives from before codeseed recorded its fill settings were filled by plain greedy."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    old, recon_old = crafted_seeded_archive(tmp_path / "a", tiny_model, no_repeat=None)
+    new, recon_new = crafted_seeded_archive(tmp_path / "b", tiny_model)
+    assert recon_old != recon_new  # the tiny model loops, so the repeat ban changes its fills here
+    codeseed.unpack(old, tmp_path / "old", model=tiny_model)
+    codeseed.unpack(new, tmp_path / "new", model=tiny_model)
+    assert (tmp_path / "old" / "store.py").read_bytes() == recon_old
+    assert (tmp_path / "new" / "store.py").read_bytes() == recon_new
 
 
 def test_unpack_refuses_a_reconstruction_that_differs(tmp_path, tiny_model):
@@ -192,10 +208,10 @@ def test_a_docstring_is_never_left_blank(tiny_model, monkeypatch):
     planner = seeded.Planner([SourceFile("geo.py", data, False)], tiny_model)
     free = [k for k, p in enumerate(planner.pieces[0]) if p.kind == "docstring_text"]
     kept = [k not in free for k in range(len(planner.pieces[0]))]
-    monkeypatch.setattr(seeded, "raw_fill", lambda model, prefix, suffix, hint: '"""')  # cut to ""
+    monkeypatch.setattr(seeded, "raw_fill", lambda model, prefix, suffix, hint, no_repeat: '"""')  # cut to ""
     seed, recon = planner.repair(0, list(kept), strict=True)
     assert recon == data and not seed.hints
-    monkeypatch.setattr(seeded, "raw_fill", lambda model, prefix, suffix, hint: "Some text.")
+    monkeypatch.setattr(seeded, "raw_fill", lambda model, prefix, suffix, hint, no_repeat: "Some text.")
     planner._fills.clear()  # fills are cached by their inputs
     seed, recon = planner.repair(0, list(kept), strict=True)
     assert recon == data.replace(b"Area of a w by h rectangle.", b"Some text.") and seed.stops == "d"
