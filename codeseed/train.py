@@ -9,7 +9,7 @@
 Recipe (measured in shared/notes/training.md): a small Llama, byte-level BPE of 8,192 tokens,
 rows of 256 tokens and 16 rows a step (many optimizer steps beat big batches here), bf16 autocast
 and torch.compile, AdamW with warmup and a cosine decay over the *wall-clock* budget, so a resumed
-run continues the same schedule. Half the rows are FIM examples, each in a row of its own, in PSM
+run continues the same schedule. 70% of the rows are FIM examples, each in a row of its own, in PSM
 or SPM order, split at AST span boundaries (a kind drawn first: block, docstring, statement,
 expression, comment) or at random characters, closed by `<|endoftext|>`; that stop label can
 weigh more than the others (`--stop-weight`), and the sentinels are never labels.
@@ -51,10 +51,10 @@ class TrainConfig:
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.1
-    fim_rate: float = 0.5
-    span_rate: float = 0.5  # FIM rows split at an AST span (the rest at random characters)
-    psm_rate: float = 0.5  # FIM rows in PSM order (the rest SPM)
-    stop_weight: float = 1.0  # loss weight of the stop label that closes a whole FIM middle
+    fim_rate: float = 0.7  # the rest are plain windows, which exact mode's coding relies on
+    span_rate: float = 0.8  # FIM rows split at an AST span (the rest at random characters)
+    psm_rate: float = 0.75  # FIM rows in PSM order, the one fill() prompts in (the rest SPM)
+    stop_weight: float = 5.0  # loss weight of the stop label that closes a whole FIM middle
     hours: float = 3.0
     seed: int = 1234
     threads: int = 2
