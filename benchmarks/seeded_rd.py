@@ -1,6 +1,7 @@
 """Rate-distortion of seeded mode over budgets, and how well estimated MP predicts realised gain.
 
     python benchmarks/seeded_rd.py ../shared/eval-public/sdist --budgets 0.3,0.5,0.7 [--workers 2] [--plots DIR] [--json OUT]
+        [--max-files N] [--no-repeat N]
 
 For each .py file of each sdist and each budget (no budget escalation), three seeds: the one the
 selector picks, the one pack's repair makes of it (holes whose fill breaks parsing kept), and the
@@ -55,9 +56,11 @@ def spearman(a: list[float], b: list[float]) -> float:
 _planner = None  # one per worker process: the model and every file's assessment
 
 
-def _init_worker(files: list[SourceFile], model_path: Path | None) -> None:
+def _init_worker(files: list[SourceFile], model_path: Path | None, no_repeat: int | None) -> None:
     global _planner
     torch.set_num_threads(1)
+    if no_repeat is not None:  # how pack would fill: codeseed's rule, or another for comparison
+        seeded.NO_REPEAT = no_repeat
     _planner = seeded.Planner(files, CodeModel(model_path))
 
 
@@ -97,6 +100,7 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=3)
     ap.add_argument("--max-files", type=int, default=0, help="a fixed random sample of this many files (0: all)")
     ap.add_argument("--workers", type=int, default=1, help="processes, one thread each, files spread over them")
+    ap.add_argument("--no-repeat", type=int, help=f"fill rule (default codeseed's, {seeded.NO_REPEAT}; 0: plain greedy)")
     ap.add_argument("--plots", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -110,7 +114,7 @@ def main() -> None:
     t0 = time.perf_counter()
     done: dict[int, dict] = {}
     order = sorted(idx, key=lambda i: -len(files[i].data))  # longest first: the workers finish together
-    with multiprocessing.get_context("fork").Pool(args.workers, _init_worker, (files, args.model)) as pool:
+    with multiprocessing.get_context("fork").Pool(args.workers, _init_worker, (files, args.model, args.no_repeat)) as pool:
         for r in pool.imap_unordered(functools.partial(measure_file, budgets=budgets, probes=args.probes), order):
             done[r["i"]] = r
             print(f"[{len(done)}/{len(idx)}] {files[r['i']].path} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -159,7 +163,9 @@ def main() -> None:
             fig.savefig(args.plots / name, dpi=120)
     if args.json:
         args.json.write_text(json.dumps({"files": len(idx), "rows": rows, "mp_gain_spearman": rho, "probes": len(mp),
-                                         "seconds": time.perf_counter() - t0, "workers": args.workers}, indent=2))
+                                         "seconds": time.perf_counter() - t0, "workers": args.workers,
+                                         "no_repeat": seeded.NO_REPEAT if args.no_repeat is None else args.no_repeat},
+                                        indent=2))
 
 
 if __name__ == "__main__":

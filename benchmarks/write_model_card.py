@@ -50,6 +50,8 @@ def main() -> None:
     init = f" --init-from {state['parent']['run']}" if state.get("parent") else ""
     lineage_row = (f"| continued from | {' <- '.join(lineage)}: a fresh optimizer and schedule on its weights; "
                    f"the totals above are this run's alone |\n" if lineage else "")
+    lineage_note = ("\nThe runs it continues were trained by earlier versions of codeseed's training code; "
+                    "benchmarks/RESULTS.md gives each one's command and commit." if lineage else "")
     card = f"""# codeseed-small
 
 A small fill-in-the-middle code model, trained by codeseed's own command on this machine's CPU.
@@ -72,7 +74,7 @@ A small fill-in-the-middle code model, trained by codeseed's own command on this
 | bits/byte, model alone, on the {ev['py_files']} `.py` files of eval-public ({ev['py_bytes']:,} bytes; never trained on) | **{ev['bits_per_byte']:.3f}** |
 | FIM on {fb.get('n', 0)} function bodies, as codeseed fills (greedy, no 6-token repeat): stops by itself / filled file parses | {100 * fb.get('stop_rate', 0):.0f}% / {100 * fb.get('parse_rate', 0):.0f}% |
 | FIM on {fd.get('n', 0)} docstrings, as codeseed fills: stops by itself / filled file parses | {100 * fd.get('stop_rate', 0):.0f}% / {100 * fd.get('parse_rate', 0):.0f}% |
-| the same by plain greedy decoding: bodies / docstrings | {100 * gb.get('stop_rate', 0):.0f}% / {100 * gb.get('parse_rate', 0):.0f}%, {100 * gd.get('stop_rate', 0):.0f}% / {100 * gd.get('parse_rate', 0):.0f}% |
+| the same by plain greedy decoding, stops by itself / parses: bodies; docstrings | {100 * gb.get('stop_rate', 0):.0f}% / {100 * gb.get('parse_rate', 0):.0f}%; {100 * gd.get('stop_rate', 0):.0f}% / {100 * gd.get('parse_rate', 0):.0f}% |
 | median P(stop token) right after the true middle, teacher-forced: bodies / docstrings | {fb.get('p_stop_at_end_median', float('nan')):.3f} / {fd.get('p_stop_at_end_median', float('nan')):.3f} |
 
 Model SHA-256 (codeseed's identity hash over weights, config and tokenizer): `{ev['model']['sha256']}`
@@ -84,7 +86,7 @@ Model SHA-256 (codeseed's identity hash over weights, config and tokenizer): `{e
 {curve}
 
 Reproduce (resumable): `python -m codeseed.train --out RUN{init} {flags}`, then
-`python -m codeseed.train --out RUN --export codeseed/models/codeseed-small`.
+`python -m codeseed.train --out RUN --export codeseed/models/codeseed-small`.{lineage_note}
 """
     (model_dir / "MODEL_CARD.md").write_text(card)
     print(card)

@@ -240,7 +240,6 @@ class CodeModel:
         self.last_fill_tokens = [len(o) for o in out]
         return [self.decode(o) for o in out]
 
-
     @staticmethod
     def _ban_repeats(logits: torch.Tensor, out: list[list[int]], seen: list[dict], alive: list[bool],
                      n: int) -> torch.Tensor:
