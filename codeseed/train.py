@@ -209,9 +209,8 @@ class Batcher:
         self.tok, self.cfg, self.rng = tok, cfg, rng
         self.special = {s: tok.token_to_id(s) for s in SPECIAL_TOKENS}
         # The sentinel that closes a prefix or suffix is never a label: where a prompt piece is cut is
-        # chance, and learning to predict it can teach the model to end pieces anywhere (the older
-        # weights ranked <fim_middle> second or third after 2 of 6 true bodies probed). The stop
-        # token after a whole middle is the label that matters.
+        # chance, and predicting it taught the model to end pieces anywhere (it ranked <fim_middle>
+        # second after a true body). The stop token after a whole middle is the label that matters.
         self.sentinels = {self.special[s] for s in (BUNDLED.prefix, BUNDLED.suffix, BUNDLED.middle)}
         self.kinds, kind_p = list(SPAN_KINDS), np.array(list(SPAN_KINDS.values()))
         self.kind_p = kind_p / kind_p.sum()

@@ -144,17 +144,21 @@ def test_hole_ranges():
 
 def test_free_text_holes_always_parse_even_with_a_poor_model(tiny_model):
     """Drop every comment text and docstring text: whatever the (tiny, poor) model writes, the stop
-    rules keep the file parsing, and its AST (comments aside) is unchanged."""
+    rules keep the file parsing; after pack's repair (which keeps a docstring whose fill comes back
+    blank: an empty string has no string_content node) its AST, comments aside, is unchanged."""
     data = (FIXTURE / "inventory" / "store.py").read_bytes()
     lang = spans.load("python")
-    pieces = assess.assess(tiny_model, lang, data)
-    kept = tuple(p.kind not in spans.FREE_TEXT for p in pieces)
-    seed = seeded.build_seed(tiny_model, data, pieces, kept)
+    planner = seeded.Planner([SourceFile("store.py", data, False)], tiny_model)
+    pieces = planner.pieces[0]
+    kept = [p.kind not in spans.FREE_TEXT for p in pieces]
+    seed = seeded.build_seed(tiny_model, data, pieces, tuple(kept))
     assert seed.hints and set(seed.stops) <= {"n", "d", "s"} and len(seed.stops) == len(seed.hints)
     recon = seeded.reconstruct(tiny_model, [seed])[0]
     assert not spans.has_errors(lang, recon)
-    assert seeded.ast_similarity(lang, data, recon) == 1.0
     assert seeded.Seed.parse(seed.text(), seed.hints, seed.stops) == seed
+    repaired_seed, repaired = planner.repair(0, kept, strict=True)
+    assert repaired_seed.hints and not spans.has_errors(lang, repaired)
+    assert seeded.ast_similarity(lang, data, repaired) == 1.0
 
 
 @pytest.mark.parametrize("rule,fill,want", [
