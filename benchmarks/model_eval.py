@@ -90,12 +90,13 @@ def main() -> None:
         print(f"bits/byte {result['bits_per_byte']:.4f} on {len(files)} files, {nbytes:,} bytes "
               f"({result['score_s']:.0f} s)", flush=True)
     for kind, items in holes(files, args.fims).items():
-        p_stop = [model.stop_probability(files[n][:a], files[n][b:], model.encode(files[n][a:b])) for n, a, b in items]
+        truths = [model.encode(files[n][a:b]) for n, a, b in items]
+        p_stop = [model.stop_probability(files[n][:a], files[n][b:], t) for (n, a, b), t in zip(items, truths)]
         for decoding, no_repeat in (("", NO_REPEAT), ("_greedy", 0)):
             stopped = parsed = 0
-            for n, a, b in items:  # one at a time, as seeded mode fills: each prompt gets its own room
+            for (n, a, b), truth in zip(items, truths):  # one at a time, as seeded mode fills
                 pre, suf = files[n][:a], files[n][b:]
-                mid = model.fill([pre], [suf], 2 * len(model.encode(files[n][a:b])) + 16, no_repeat=no_repeat)[0]
+                mid = model.fill([pre], [suf], 2 * len(truth) + 16, no_repeat=no_repeat)[0]
                 stopped += model.last_fill_stopped[0]
                 try:
                     ast.parse(pre + mid + suf)

@@ -59,9 +59,8 @@ _planner = None  # one per worker process: the model and every file's assessment
 def _init_worker(files: list[SourceFile], model_path: Path | None, no_repeat: int | None) -> None:
     global _planner
     torch.set_num_threads(1)
-    if no_repeat is not None:  # how pack would fill: codeseed's rule, or another for comparison
-        seeded.NO_REPEAT = no_repeat
-    _planner = seeded.Planner(files, CodeModel(model_path))
+    rule = seeded.NO_REPEAT if no_repeat is None else no_repeat  # codeseed's fill rule, or another to compare
+    _planner = seeded.Planner(files, CodeModel(model_path), no_repeat=rule)
 
 
 def measure_file(i: int, budgets: list[float], probes: int) -> dict:

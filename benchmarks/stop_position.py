@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -23,7 +22,6 @@ from codeseed.model import CodeModel  # noqa: E402
 from model_eval import holes, py_files  # noqa: E402
 
 
-@torch.no_grad()
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sdists", type=Path)
@@ -31,7 +29,6 @@ def main() -> None:
     ap.add_argument("--holes", type=int, default=12)
     args = ap.parse_args()
     m = CodeModel(args.model)
-    stops = sorted(m._fim_ids[3])
     files = py_files(args.sdists)
     print(f"model {m.id.sha256[:12]}, context {m.context}\n\n| hole | middle ends at position | median P(stop) |\n|---|---|---|")
     for kind, items in holes(files, args.holes).items():
@@ -42,9 +39,7 @@ def main() -> None:
                 # the prompt is room + 3 sentinel tokens long, so the middle's last token sits at
                 # position room + 2 + len(mid) (counting from 0), and the stop is predicted there
                 room = m.context - len(mid) - 3 - early
-                prompt = m._fim_prompt(files[n][:a], files[n][b:], room)
-                p = torch.softmax(m.model(torch.tensor([prompt + mid])).logits[0, -1].double(), -1)
-                ps.append(float(p[stops].sum()))
+                ps.append(m.stop_probability(files[n][:a], files[n][b:], mid, room))
             print(f"| {kind} ({len(items)}) | {m.context - 1 - early} | {np.median(ps):.3f} |")
 
 

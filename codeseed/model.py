@@ -175,16 +175,19 @@ class CodeModel:
         return self._fim_logits(prefix, suffix, middle, middle[:-1]).argmax(-1).tolist() == list(middle)
 
     @torch.no_grad()
-    def stop_probability(self, prefix: str, suffix: str, middle: list[int]) -> float:
+    def stop_probability(self, prefix: str, suffix: str, middle: list[int], room: int | None = None) -> float:
         """P(a stop token) right after the true `middle`, teacher-forced: whether the model knows
-        where a middle ends, apart from what greedy decoding makes of it (benchmarks/model_eval.py)."""
-        p = torch.softmax(self._fim_logits(prefix, suffix, middle, middle)[-1].double(), -1)
+        where a middle ends, apart from what greedy decoding makes of it (benchmarks/model_eval.py).
+        `room`: prompt tokens besides the sentinels (default: as fill() leaves them)."""
+        p = torch.softmax(self._fim_logits(prefix, suffix, middle, middle, room)[-1].double(), -1)
         return max(float(p[t]) for t in self._fim_ids[3])
 
-    def _fim_logits(self, prefix: str, suffix: str, middle: list[int], feed: list[int]) -> torch.Tensor:
-        """One forward pass over the PSM prompt (with room for `middle`, as fill() leaves it) followed
-        by the tokens `feed`: the logits from the middle sentinel on, one row per fed token + 1."""
-        prompt = self._fim_prompt(prefix, suffix, max(32, self.context - len(middle) - 4))
+    def _fim_logits(self, prefix: str, suffix: str, middle: list[int], feed: list[int],
+                    room: int | None = None) -> torch.Tensor:
+        """One forward pass over the PSM prompt (with room for `middle`, as fill() leaves it, unless
+        `room` says otherwise) followed by the tokens `feed`: the logits from the middle sentinel on,
+        one row per fed token + 1."""
+        prompt = self._fim_prompt(prefix, suffix, max(32, self.context - len(middle) - 4) if room is None else room)
         return self.model(torch.tensor([prompt + feed])).logits[0, len(prompt) - 1:]
 
     @torch.no_grad()

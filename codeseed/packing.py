@@ -125,7 +125,7 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
                 digest[i] = hashlib.sha256(s.reconstruction).digest()
             header = archive.Header(model=lm.id.to_dict(), settings=exact.header_settings(lm, settings))
             if mode == "seeded":  # how pack filled the holes, so that unpack fills them the same way
-                header.settings["fill"] = {"no_repeat": seeded.NO_REPEAT}
+                header.settings["fill"] = {"no_repeat": planner.no_repeat}
     entries = [entry_for(f, e.codec, fid, e.meta, digest.get(i))
                for i, (f, e, fid) in enumerate(zip(files, encoded, fidelity))]
     report = write_report(dst, header, entries, [e.payload for e in encoded])

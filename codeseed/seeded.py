@@ -187,8 +187,10 @@ def seedable(f: SourceFile) -> spans.Language | None:
 class Planner:
     """Seeds for a repository's files, re-plannable per file at a higher budget (verify.py does)."""
 
-    def __init__(self, files: list[SourceFile], model, min_similarity: float = 0.0, progress=None):
+    def __init__(self, files: list[SourceFile], model, min_similarity: float = 0.0, progress=None,
+                 no_repeat: int = NO_REPEAT):
         self.files, self.model, self.min_similarity, self.progress = files, model, min_similarity, progress
+        self.no_repeat = no_repeat  # the fill rule; pack records it in the archive header
         self.langs = {i: lang for i, f in enumerate(files) if (lang := seedable(f))}
         shared = assess.names_elsewhere({files[i].path: files[i].data for i in self.langs})
         task = progress.add_task("assess", total=len(self.langs)) if progress else None
@@ -257,7 +259,7 @@ class Planner:
         """raw_fill, as reconstruct() calls it, cached by its inputs; then the stop rule."""
         key = hashlib.sha256(b"%d\0%d\0" % (hint, len(prefix)) + prefix + suffix).digest()
         if key not in self._fills:
-            self._fills[key] = raw_fill(self.model, prefix, suffix, hint, NO_REPEAT)
+            self._fills[key] = raw_fill(self.model, prefix, suffix, hint, self.no_repeat)
         return cut_fill(self._fills[key], rule).encode("utf-8")
 
     def plan(self, budgets: dict[int, float], strict: bool = False) -> dict[int, SeededFile]:
