@@ -1,6 +1,7 @@
 """Evaluate a model on projects it never saw: held-out bits/byte and fill-in-the-middle quality.
 
     python benchmarks/model_eval.py ../shared/eval-public/sdist [--model DIR] [--fims 50] [--json OUT] [--no-bpb]
+                                    [--cases OUT.jsonl]
 
 bits/byte: the model alone (full forward passes, 256-token windows with half overlap) over every
 .py file of every sdist, total bits / total bytes. FIM: `--fims` function bodies and as many
@@ -9,7 +10,8 @@ true token count + 16; the prompt gets the model's context less the cap), twice:
 (greedy, never repeating a 6-token sequence within the middle) and by plain greedy decoding
 (keys ending in `_greedy`). Reported: the share of fills that stop by themselves (a stop token
 before the cap), the share of filled files that parse, and the median probability of a stop token
-right after the true middle (teacher-forced).
+right after the true middle (teacher-forced). `--cases` writes one JSON line per fill (file, hole,
+true and filled middle, whether it stopped and parsed) for reading the failures.
 """
 from __future__ import annotations
 
@@ -78,9 +80,11 @@ def main() -> None:
     ap.add_argument("--fims", type=int, default=50)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-bpb", action="store_true", help="FIM measures only (bits/byte takes ~10 min on 1 core)")
+    ap.add_argument("--cases", type=Path, help="write every fill as a JSON line here")
     args = ap.parse_args()
     model = CodeModel(args.model)
     files = py_files(args.sdists)
+    cases = []
     result = {"model": model.id.to_dict(), "py_files": len(files)}
     if not args.no_bpb:
         t = time.perf_counter()
@@ -100,9 +104,13 @@ def main() -> None:
                 stopped += model.last_fill_stopped[0]
                 try:
                     ast.parse(pre + mid + suf)
-                    parsed += 1
+                    ok = True
                 except (SyntaxError, ValueError):
-                    pass
+                    ok = False
+                parsed += ok
+                cases.append({"kind": kind, "no_repeat": no_repeat, "file": n, "start": a, "end": b,
+                              "true_tokens": len(truth), "stopped": bool(model.last_fill_stopped[0]),
+                              "parses": ok, "truth": files[n][a:b], "fill": mid})
             result[f"fim_{kind}{decoding}"] = {"n": len(items), "no_repeat": no_repeat, "stop_rate": stopped / len(items),
                                                "parse_rate": parsed / len(items),
                                                "p_stop_at_end_median": float(np.median(p_stop))}
@@ -111,6 +119,8 @@ def main() -> None:
                   flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    if args.cases:
+        args.cases.write_text("".join(json.dumps(c) + "\n" for c in cases))
 
 
 if __name__ == "__main__":
