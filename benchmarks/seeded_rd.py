@@ -56,11 +56,10 @@ def spearman(a: list[float], b: list[float]) -> float:
 _planner = None  # one per worker process: the model and every file's assessment
 
 
-def _init_worker(files: list[SourceFile], model_path: Path | None, no_repeat: int | None) -> None:
+def _init_worker(files: list[SourceFile], model_path: Path | None, no_repeat: int) -> None:
     global _planner
     torch.set_num_threads(1)
-    rule = seeded.NO_REPEAT if no_repeat is None else no_repeat  # codeseed's fill rule, or another to compare
-    _planner = seeded.Planner(files, CodeModel(model_path), no_repeat=rule)
+    _planner = seeded.Planner(files, CodeModel(model_path), no_repeat=no_repeat)
 
 
 def measure_file(i: int, budgets: list[float], probes: int) -> dict:
@@ -99,7 +98,8 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=3)
     ap.add_argument("--max-files", type=int, default=0, help="a fixed random sample of this many files (0: all)")
     ap.add_argument("--workers", type=int, default=1, help="processes, one thread each, files spread over them")
-    ap.add_argument("--no-repeat", type=int, help=f"fill rule (default codeseed's, {seeded.NO_REPEAT}; 0: plain greedy)")
+    ap.add_argument("--no-repeat", type=int, default=seeded.NO_REPEAT,
+                    help=f"fill rule (default codeseed's, {seeded.NO_REPEAT}; 0: plain greedy)")
     ap.add_argument("--plots", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -163,8 +163,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"files": len(idx), "rows": rows, "mp_gain_spearman": rho, "probes": len(mp),
                                          "seconds": time.perf_counter() - t0, "workers": args.workers,
-                                         "no_repeat": seeded.NO_REPEAT if args.no_repeat is None else args.no_repeat},
-                                        indent=2))
+                                         "no_repeat": args.no_repeat}, indent=2))
 
 
 if __name__ == "__main__":

@@ -32,10 +32,10 @@ def main() -> None:
     files = py_files(args.sdists)
     print(f"model {m.id.sha256[:12]}, context {m.context}\n\n| hole | middle ends at position | median P(stop) |\n|---|---|---|")
     for kind, items in holes(files, args.holes).items():
+        mids = [m.encode(files[n][a:b]) for n, a, b in items]
         for early in (0, 1, 20):
             ps = []
-            for n, a, b in items:
-                mid = m.encode(files[n][a:b])
+            for (n, a, b), mid in zip(items, mids):
                 # the prompt is room + 3 sentinel tokens long, so the middle's last token sits at
                 # position room + 2 + len(mid) (counting from 0), and the stop is predicted there
                 room = m.context - len(mid) - 3 - early

@@ -157,6 +157,12 @@ class CodeModel:
 
     # ------------------------------------------------------------ fill in the middle
 
+    def _prompt_room(self, middle_tokens: int) -> int:
+        """Prompt tokens (besides the sentinels) that leave room for a middle this long; a hole longer
+        than the context still gets some context on both sides (its fill will be poor, and pack's
+        checks will catch that)."""
+        return max(32, self.context - middle_tokens - 4)
+
     def _fim_prompt(self, prefix: str, suffix: str, room: int) -> list[int]:
         """PSM prompt: the end of the prefix and the start of the suffix, in `room` tokens."""
         pre, suf, mid, _ = self._fim_ids
@@ -187,7 +193,7 @@ class CodeModel:
         """One forward pass over the PSM prompt (with room for `middle`, as fill() leaves it, unless
         `room` says otherwise) followed by the tokens `feed`: the logits from the middle sentinel on,
         one row per fed token + 1."""
-        prompt = self._fim_prompt(prefix, suffix, max(32, self.context - len(middle) - 4) if room is None else room)
+        prompt = self._fim_prompt(prefix, suffix, self._prompt_room(len(middle)) if room is None else room)
         return self.model(torch.tensor([prompt + feed])).logits[0, len(prompt) - 1:]
 
     @torch.no_grad()
@@ -204,9 +210,7 @@ class CodeModel:
         from transformers import DynamicCache
         stops = self._fim_ids[3]
         limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prefixes)
-        # prompt room: the context minus the longest fill; a hole longer than the context still gets
-        # some context on both sides (its fill will be poor, and pack's checks will catch that)
-        room = max(32, self.context - max(limits) - 4)
+        room = self._prompt_room(max(limits))  # one room for the batch: the longest fill's
         prompts = [self._fim_prompt(p, s, room) for p, s in zip(prefixes, suffixes)]
         # left-pad to a common length; the attention mask hides the pads
         width = max(len(p) for p in prompts)
