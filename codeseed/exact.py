@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 from codeseed import codecs, lmcodec
 from codeseed.archive import Archive, Entry
+from codeseed.candidates import MODEL_MAX_BYTES, model_candidate
 from codeseed.errors import ArchiveError, ModelMismatchError
 from codeseed.model import CodeModel
 from codeseed.walk import SourceFile
 
-LM_MAX_BYTES = 128_000  # larger files go to classical codecs: semver's 240 KB uv.lock is mostly hashes, and the
-                        # LM codec with mixing gave 2.42 bits/byte on it against xz's 2.03 (measured)
+LM_MAX_BYTES = MODEL_MAX_BYTES  # larger files go to classical codecs (candidates.py: the rule every mode applies)
 LM_CODEC = "lm"
 
 
@@ -47,7 +47,7 @@ def header_settings(model: CodeModel, settings: lmcodec.MixSettings) -> dict:
 def encode(files: list[SourceFile], model: CodeModel, settings: lmcodec.MixSettings, verify: bool = True,
            progress=None) -> list[EncodedFile]:
     out = [classical(f) for f in files]
-    cands = [i for i, f in enumerate(files) if not f.is_symlink and 0 < len(f.data) <= LM_MAX_BYTES]
+    cands = [i for i, f in enumerate(files) if model_candidate(f)]
     tokens = {i: model.tokenize_exact(files[i].data) for i in cands}
     cands = [i for i in cands if tokens[i]]
     chunks = [(cands[f], a, e) for f, a, e in lmcodec.plan_chunks([len(tokens[i]) for i in cands],

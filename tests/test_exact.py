@@ -116,7 +116,7 @@ def test_chunk_table_round_trip_and_rejects_garbage():
                                   b"a" * 33 + b"x" + b"1" * 32, b"sha256:" + bytes(range(48, 58)) * 7 + b"\n"])
 def test_hex_codec_round_trip(text):
     payload = codecs.CLASSICAL["hex"].encode(text)
-    assert codecs.decode_classical("hex", payload) == text
+    assert codecs.decode_classical("hex", payload, len(text)) == text
 
 
 def test_hex_codec_wins_on_a_lock_file_and_rejects_garbage():
@@ -124,7 +124,7 @@ def test_hex_codec_wins_on_a_lock_file_and_rejects_garbage():
                     for i in range(200))
     name, payload = codecs.best_classical(lock)
     assert name == "hex" and len(payload) < len(codecs.xz_encode(lock))
-    assert codecs.decode_classical(name, payload) == lock
+    assert codecs.decode_classical(name, payload, len(lock)) == lock
     for damaged in (payload[:-1], b"\x05abcde" + payload[6:], b"\xff"):
         with pytest.raises(ArchiveError):
-            codecs.decode_classical("hex", damaged)
+            codecs.decode_classical("hex", damaged, len(lock))
