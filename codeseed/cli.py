@@ -62,7 +62,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     report = codeseed.pack(args.src, args.output, mode=mode, model=args.model, budget=args.budget,
                            min_similarity=args.min_similarity, test_cmd=args.test_cmd, test_timeout=args.test_timeout,
                            lossy_code=args.lossy_code,
-                           allow_failing_tests=args.allow_failing_tests, verify=not args.no_verify,
+                           allow_failing_tests=args.allow_failing_tests, verify=args.verify,
                            no_ignore=args.no_ignore, ignore_unreadable=args.ignore_unreadable, force=args.force,
                            quiet=args.quiet, progress=_show_progress(args))
     if args.json:
@@ -268,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--allow-failing-tests", action="store_true",
                     help="pack even when the test command fails on the original tree (tests then check nothing)")
     sp.add_argument("--json", action="store_true", help="print the pack report as JSON")
-    sp.add_argument("--no-verify", action="store_true", help="skip decoding the LM stream again after encoding")
+    sp.add_argument("--verify", action="store_true", help="decode the archive again after writing it, as `codeseed "
+                                                         "test` does (exact arithmetic makes this a check, not a need)")
     sp.add_argument("--no-ignore", action="store_true", help="pack every file: no .gitignore, no git index "
                                                             "(.git itself is never packed)")
     sp.add_argument("--ignore-unreadable", action="store_true",

@@ -18,7 +18,7 @@ from codeseed.progress import bars
 from codeseed.walk import LeftOut, SourceFile, scan
 
 if TYPE_CHECKING:
-    from codeseed.lmcodec import MixSettings
+    from codeseed.lmcodec import StreamSettings
     from codeseed.model import CodeModel
 
 SOLID_FILE_MAX = 256 << 10   # files up to this size share solid blocks (bytes)
@@ -158,7 +158,7 @@ DEFAULT_MIN_SIMILARITY = 0.7
 def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str | Path | CodeModel | None = None,
          budget: float = DEFAULT_BUDGET, min_similarity: float = DEFAULT_MIN_SIMILARITY,
          test_cmd: str | None = None, test_timeout: float = 300.0, allow_failing_tests: bool = False,
-         lossy_code: bool = False, verify: bool = True, settings: MixSettings | None = None,
+         lossy_code: bool = False, verify: bool = False, settings: StreamSettings | None = None,
          no_ignore: bool = False, ignore_unreadable: bool = False, force: bool = False, quiet: bool = True,
          progress: bool | None = None) -> PackReport:
     """Pack the tree at `src` into the archive `dst`.
@@ -208,9 +208,7 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
         else:
             from codeseed import exact, seeded
             from codeseed import verify as verify_mod
-            from codeseed.lmcodec import MixSettings
             lm = load_model(model)
-            settings = settings or MixSettings(window=lm.context)
             if mode == "seeded":
                 runner = verify_mod.SuiteRunner(test_cmd, test_timeout) if test_cmd else None
                 tests_usable = runner is not None and verify_mod.check_original(files, runner, allow_failing_tests)
@@ -221,15 +219,16 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
                 label = "seeded+tests" if tests_usable else "seeded+similarity"
                 test_runs = runner.runs if runner else 0
             coded_files = [replace(f, data=plan[i].seed.text()) if i in plan else f for i, f in enumerate(files)]
-            encoded = exact.encode(coded_files, lm, settings, verify=verify, progress=bar)
-            coded = [Coded(e.codec, e.payload, e.meta) for e in encoded]
+            encoded, settings = exact.encode(coded_files, lm, settings, progress=bar)
+            coded = [Coded(e.codec, e.payload, e.meta, e.start, e.raw_size) for e in encoded]
             for i, s in plan.items():
                 coded[i].meta.update(s.meta())
-                coded[i].raw_size = len(coded_files[i].data)  # the seed
+                if coded[i].codec != exact.LM_CODEC:
+                    coded[i].raw_size = len(coded_files[i].data)  # the seed, alone in its payload
                 fidelity[i] = label
                 digest[i] = hashlib.sha256(s.reconstruction).digest()
             coded = group_small_files(files, coded, bar)
-            header = archive.Header(model=lm.id.to_dict(), settings=exact.header_settings(lm, settings))
+            header = archive.Header(model=lm.id.to_dict(), settings=exact.header_settings(settings))
             if mode == "seeded":  # how pack filled the holes, so that unpack fills them the same way
                 header.settings["fill"] = {"no_repeat": planner.no_repeat}
     entries = []
@@ -238,6 +237,8 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
         e.start, e.raw_size = c.start, c.raw_size
         entries.append(e)
     report = write_report(dst, header, entries, [c.payload for c in coded])
+    if verify and mode != "classical":
+        _verify_written(dst, lm)
     report.files = [replace(r, stored_bytes=c.share) if c.share is not None else r for r, c in zip(report.files, coded)]
     report.test_runs = test_runs
     report.left_out = left_out
@@ -262,6 +263,19 @@ def _without_archive(src: Path, files: list[SourceFile], dst: Path) -> list[Sour
             return False
         return (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino)
     return [f for f in files if f.is_symlink or not same(f)]
+
+
+def _verify_written(dst: Path, lm) -> None:
+    """Decode the archive just written, as `codeseed test` does; remove it and raise
+    VerificationError (exit 8) if anything does not decode back."""
+    from codeseed.errors import CodeseedError, VerificationError
+    from codeseed.unpacking import decode_all
+    try:
+        with archive.Archive(dst) as arc:
+            decode_all(arc, lm)
+    except CodeseedError as e:
+        dst.unlink(missing_ok=True)
+        raise VerificationError(f"{dst}: the archive did not decode back, and was removed ({e})") from None
 
 
 def load_model(model: str | Path | CodeModel | None) -> CodeModel:

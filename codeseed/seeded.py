@@ -22,7 +22,7 @@ from rapidfuzz.distance import Levenshtein
 
 from codeseed import assess, select, spans
 from codeseed.candidates import model_candidate
-from codeseed.lmcodec import pinned_threads
+from codeseed.engine import pinned_threads
 from codeseed.model import NO_REPEAT
 from codeseed.walk import SourceFile
 

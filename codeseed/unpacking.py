@@ -157,15 +157,7 @@ def decode_all(arc: archive.Archive, model=None, progress=None) -> list[bytes]:
         from codeseed import exact
         if lm is None:
             raise ArchiveError(f"{arc.path}: corrupt archive (LM entries but no model in the header)")
-        known = {}
-        for e, data in zip(arc.entries, out):
-            known.setdefault(e.path, data)
-        decoded = exact.decode(arc, known, lm, progress)
-        for k, e in enumerate(arc.entries):
-            if e.codec == "lm":
-                out[k] = decoded.get(e.path, b"")
-                if len(out[k]) != e.decoded_size():
-                    raise ArchiveError(f"{arc.path}: corrupt archive ({e.path!r}: LM stream decodes to another size)")
+        exact.decode(arc, out, lm, progress)
     if seeded_entries:
         _reconstruct(arc, seeded_entries, out, lm, progress)
     digests, differs = [], []
@@ -197,6 +189,9 @@ def _reconstruct(arc: archive.Archive, ks: list[int], out: list[bytes], lm, prog
         raise ArchiveError(f"{arc.path}: corrupt archive (bad seed)") from None
     # archives from before the fill settings were recorded filled by plain greedy (archive.py checked the type)
     no_repeat = int(arc.header.settings.get("fill", {}).get("no_repeat", 0))
+    if arc.version < 3:  # seeds of formats 1-2 were filled by the float engine (legacy.py)
+        from codeseed.legacy import FloatModel
+        lm = FloatModel(lm.path)
     for k, recon in zip(ks, seeded.reconstruct(lm, seeds, progress, no_repeat)):
         out[k] = recon
 
