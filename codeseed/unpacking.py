@@ -164,7 +164,9 @@ def decode_all(arc: archive.Archive, model=None, progress=None) -> list[bytes]:
     for e, data in zip(arc.entries, out):
         ok, full = arc.matches(e, data)
         if e.fidelity == "exact" and (len(data) != e.size or not ok):
-            raise ArchiveError(f"{arc.path}: corrupt archive ({e.path!r} does not match its SHA-256)")
+            why = (f"; format {arc.version} LM streams decode only where the float engine gives the packing "
+                   "machine's bits") if e.codec == "lm" and arc.version < 3 else ""
+            raise ArchiveError(f"{arc.path}: corrupt archive ({e.path!r} does not match its SHA-256{why})")
         if not ok:  # a seeded file: not the reconstruction pack verified
             differs.append(e.path)
         digests.append(full)

@@ -5,6 +5,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +150,36 @@ def test_hex_codec_wins_on_a_lock_file_and_rejects_garbage():
     for damaged in (payload[:-1], b"\x05abcde" + payload[6:], b"\xff"):
         with pytest.raises(ArchiveError):
             codecs.decode_classical("hex", damaged, len(lock))
+
+
+# tests/data/format2-lm.cseed and format2-seeded.cseed: a README and two Python files (the second
+# select.py as it was at 60c3893) packed --exact and seeded by codeseed 60c3893 with the bundled
+# model: format 2, float engine. Their LM streams and seeds decode through legacy.py.
+FORMAT2_SHA256 = {
+    "README.md": "80e283180a64353d7556adf04230a01cf6873c42868e281efaacba010b8f25d4",
+    "pkg/util.py": "695b90ba44e179323f06926cc6c30d148aeb1b3c9e12360505fa99692c3543f8",
+    "pkg/select.py": "c9f13aa42b41bf92e0d4c6f413d41f8fc8cf82cf3dfd6234a29bbe03cd345b52",
+}
+SEEDED_SELECT_SHA256 = "8339d7442b5d5b677058fa59f4fe051b78ba9a43d541f8c99e00ff1b723c83ab"  # its reconstruction
+
+
+@pytest.mark.parametrize("kind", ["lm", "seeded"])
+def test_format2_model_archives_decode_with_the_float_engine_or_say_why(tmp_path, kind):
+    """The float engine decodes only where its floats match the packing machine's: the archive comes
+    back exactly (the same kind of CPU as where it was packed), or unpack stops with one line
+    naming the cause (exit 4 or 8) and writes nothing; never a traceback, never a wrong file."""
+    src = Path(__file__).resolve().parent / "data" / f"format2-{kind}.cseed"
+    with archive.Archive(src) as arc:
+        assert arc.version == 2 and any(e.codec == "lm" for e in arc.entries)
+        assert (kind == "seeded") == any(e.fidelity != "exact" for e in arc.entries)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "codeseed", "unpack", str(src), "-o", str(out), "-q"],
+                       capture_output=True, text=True)
+    if r.returncode:
+        assert r.returncode in (ArchiveError.exit_code, 8) and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+        return
+    want = dict(FORMAT2_SHA256, **({"pkg/select.py": SEEDED_SELECT_SHA256} if kind == "seeded" else {}))
+    got = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+           for p in out.rglob("*") if p.is_file()}
+    assert got == want
