@@ -32,7 +32,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import codeseed  # noqa: E402
-from codeseed.lmcodec import MixSettings  # noqa: E402
+from codeseed.cm import MixSettings  # noqa: E402
 
 
 def tree_digest(root: Path) -> dict[str, tuple[str, bool]]:
@@ -70,10 +70,9 @@ def classical_sizes(tar: bytes, tar_path: Path) -> dict[str, tuple[int, float]]:
 def run_codeseed(root: Path, work: Path, mode: str, model, settings: MixSettings | None) -> dict:
     arc = work / f"{root.name}.{mode}.cseed"
     kind = "classical" if mode == "classical" else "exact"
-    # verify=False: pack's own decode-after-encode check is skipped here because the unpack below
-    # decodes everything anyway and the tree digest comparison is the round-trip check
+    # the unpack below is the round-trip check (the tree digest comparison)
     report, t_pack = timed(lambda: codeseed.pack(root, arc, mode=kind, model=model, settings=settings,
-                                                                no_ignore=True, force=True, verify=False))
+                                                 no_ignore=True, force=True))
     out = work / f"out-{mode}"
     shutil.rmtree(out, ignore_errors=True)
     _, t_unpack = timed(lambda: codeseed.unpack(arc, out, model=model))
@@ -114,7 +113,7 @@ def measure_project(sdist: Path, modes: list[str], py_only: bool) -> dict:
         for mode in modes:
             settings = None
             if mode == "lm-only":
-                settings = MixSettings(window=_model.context, ngram_orders=(), ngram_alpha=(), match=False)
+                settings = MixSettings(ngram_orders=(), ngram_alpha=(), match=False)
             print(f"{root.name}: codeseed {mode} ...", file=sys.stderr, flush=True)
             row[f"codeseed {mode}"] = run_codeseed(root, work, mode, _model, settings)
         print(json.dumps(row), flush=True)  # each project as soon as it is done

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import unicodedata
@@ -55,6 +56,14 @@ def _show_progress(args: argparse.Namespace) -> bool:
     return not args.quiet if args.progress is None else args.progress
 
 
+def default_jobs() -> int:
+    """The cores this process may use (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     mode = "classical" if args.classical else "exact" if args.exact else "seeded"
     if args.test_cmd and mode != "seeded":
@@ -64,7 +73,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
                            lossy_code=args.lossy_code,
                            allow_failing_tests=args.allow_failing_tests, verify=args.verify,
                            no_ignore=args.no_ignore, ignore_unreadable=args.ignore_unreadable, force=args.force,
-                           quiet=args.quiet, progress=_show_progress(args))
+                           quiet=args.quiet, progress=_show_progress(args), jobs=args.jobs)
     if args.json:
         print(json.dumps({"archive": str(report.archive), "archive_bytes": report.archive_bytes,
                           "raw_bytes": report.raw_bytes, "test_runs": report.test_runs,
@@ -120,7 +129,7 @@ def _pack_table(report) -> None:
 
 def cmd_unpack(args: argparse.Namespace) -> int:
     report = codeseed.unpack(args.archive, args.output, model=args.model, force=args.force, quiet=args.quiet,
-                             skip_unsafe=args.skip_unsafe, progress=_show_progress(args))
+                             skip_unsafe=args.skip_unsafe, progress=_show_progress(args), jobs=args.jobs)
     if not args.quiet:
         for p in report.skipped:
             print(f"codeseed: warning: skipped unsafe entry {display(p.path)}: {display(p.reason)}", file=sys.stderr)
@@ -176,7 +185,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     with archive.Archive(args.archive) as arc:
         checked_entries(arc)
         with bars(_show_progress(args)) as bar:
-            decode_all(arc, load_model_for(arc, args.model), bar)
+            decode_all(arc, load_model_for(arc, args.model), bar, jobs=args.jobs)
         n = len(arc.entries)
     if not args.quiet:
         print(f"{args.archive}: OK ({n} entries)", file=sys.stderr)
@@ -243,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "few seconds), or never (default: unless -q)")
         if model:
             sp.add_argument("--model", type=Path, help="local Hugging Face model folder (default: the bundled model)")
+            sp.add_argument("-j", "--jobs", type=int, default=default_jobs(), metavar="N",
+                            help=f"threads that run the model (default {default_jobs()}: this machine's cores; "
+                                 "the archive does not depend on it)")
 
     sp = sub.add_parser("pack", help="pack a source tree into an archive")
     sp.add_argument("src", type=Path, help="folder to pack")

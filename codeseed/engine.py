@@ -262,6 +262,7 @@ class ExactLM:
         # one factor per query: the 1/sqrt(head_dim) of attention and the exp table's steps
         self.score_factor = ATT_STEPS / math.sqrt(self.head_dim)
         self.int_mm = _has_int_mm(self.device)
+        self.cpu_kernel = self.device.type == "cpu"  # attention by _attend_kernel, else by torch (_attend)
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------ pieces
@@ -316,13 +317,14 @@ class ExactLM:
         """Keys and values of the last `window - 1` positions of each row, per layer: a ring buffer
         indexed by position mod (window - 1), empty (position -1) at first. The order of keys does not
         matter: attention sums are exact. Keys are int8 with a float32 scale, values int32 in units of
-        2^-VALUE_BITS: the decoder reads the whole cache every step, so its size is its speed."""
+        2^-VALUE_BITS, both (R, KV, DH, W-1): the decoder reads the whole cache every step, so its size
+        and a layout the kernel's inner loops run along are its speed."""
         n, dev, kv, dh = window - 1, self.device, self.kv_heads, self.head_dim
         return {"window": window, "pos": torch.full((rows, n), -1, dtype=torch.int64, device=dev),
                 "seg": torch.full((rows, n), -1, dtype=torch.int64, device=dev),
-                "k": [torch.zeros(rows, kv, n, dh, dtype=torch.int8, device=dev) for _ in self.blocks],
+                "k": [torch.zeros(rows, kv, dh, n, dtype=torch.int8, device=dev) for _ in self.blocks],
                 "ks": [torch.ones(rows, kv, n, dtype=torch.float32, device=dev) for _ in self.blocks],
-                "v": [torch.zeros(rows, kv, n, dh, dtype=torch.int32, device=dev) for _ in self.blocks]}
+                "v": [torch.zeros(rows, kv, dh, n, dtype=torch.int32, device=dev) for _ in self.blocks]}
 
     @torch.no_grad()
     def forward(self, tokens: torch.Tensor, pos: torch.Tensor, seg: torch.Tensor, cache: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -368,7 +370,7 @@ class ExactLM:
             kq, ks = kq.transpose(1, 2), (mk / 127.0).float()[..., 0].transpose(1, 2)  # (R, KV, S, DH), (R, KV, S)
             vi = (v * float(2 ** VALUE_BITS)).round_().clamp_(-VALUE_LIMIT, VALUE_LIMIT).transpose(1, 2)  # (R, KV, S, DH)
             k8, v32 = kq.to(torch.int8), vi.to(torch.int32)
-            if self.device.type == "cpu":
+            if self.cpu_kernel:
                 att = _attend_cpu(qq.to(torch.int8), qs[..., 0].transpose(1, 2).contiguous(), k8, ks, v32,
                                   cache["k"][li], cache["ks"][li], cache["v"][li], blocked[:, 0],
                                   self.att_table_int, self.att_last).transpose(1, 2)   # (R, H, S, DH)
@@ -397,13 +399,14 @@ class ExactLM:
         Scores in steps of the exp table: (integer q.k * query scale) * key scale, float32; weights
         table[(top + 0.5) - score] (float64 integers, 0 far below the top or outside the window);
         output (sum of weight * value, exact in float64) / (sum of weights) * 2^-VALUE_BITS."""
-        slots = ck.shape[2]
+        slots = ck.shape[3]
         H, KV, DH = self.heads, self.kv_heads, self.head_dim
         rep = H // KV
         ones = torch.ones(*vi.shape[:-1], 1, dtype=torch.float64, device=vi.device)
-        cv = torch.cat([cv.double(), torch.ones(*cv.shape[:-1], 1, dtype=torch.float64, device=cv.device)], dim=-1)
+        cv = cv.transpose(-1, -2).double()                                          # (R, KV, W-1, DH)
+        cv = torch.cat([cv, torch.ones(*cv.shape[:-1], 1, dtype=torch.float64, device=cv.device)], dim=-1)
         parts = []
-        for K, Ks, V, mask in ((ck.float(), cks, cv, blocked[..., :slots]),
+        for K, Ks, V, mask in ((ck.transpose(-1, -2).float(), cks, cv, blocked[..., :slots]),
                                (kq, ks, torch.cat([vi.double(), ones], dim=-1), blocked[..., slots:])):
             if rep > 1:  # grouped-query attention: each key head serves H/KV query heads
                 K, Ks, V = (t.repeat_interleave(rep, dim=1) for t in (K, Ks, V))
@@ -421,11 +424,14 @@ class ExactLM:
 
     @staticmethod
     def _store(buf: torch.Tensor, new: torch.Tensor, rr: torch.Tensor, jj: torch.Tensor, slot: torch.Tensor) -> None:
-        """buf[r, ..., slot] = new[r, ..., j] for each (r, j, slot): buf (R, [KV,] W-1[, DH]), new (R, [KV,] S[, DH])."""
+        """buf[r, ..., slot] = new[r, ..., j] for each (r, j, slot): buf (R, W-1), (R, KV, W-1) or
+        (R, KV, DH, W-1); new (R, S), (R, KV, S) or (R, KV, S, DH)."""
         if buf.dim() == 2:
             buf[rr, slot] = new[rr, jj]
-        else:
+        elif buf.dim() == 3:
             buf.transpose(1, 2)[rr, slot] = new.transpose(1, 2)[rr, jj]
+        else:
+            buf.permute(0, 3, 1, 2)[rr, slot] = new.permute(0, 2, 1, 3)[rr, jj]
 
     def logits(self, acc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Logits in nats, float64: (acc * scale) * head_scale, the values the entropy model reads."""
@@ -434,34 +440,39 @@ class ExactLM:
 
 @njit(cache=True, nogil=True)
 def _attend_kernel(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last, out):
-    """Attention of S queries a row, the same arithmetic as ExactLM._attend, in one pass per query
-    (no score tensors, int8 keys and int32 values read as stored): qq (R, S, H, DH) int8, qs (R, S, H)
-    f32; new keys nk (R, KV, S, DH) int8, scales nks (R, KV, S) f32, values nv (R, KV, S, DH) int32;
-    cache ck (R, KV, N, DH) int8, cks (R, KV, N) f32, cv (R, KV, N, DH) int32; blocked (R, S, N + S).
-    out (R, S, H, DH) float64."""
+    """Attention of S queries a row, the same arithmetic as ExactLM._attend, reading the cache as
+    stored (int8 keys, int32 values, laid out (DH, N) so the inner loops run along the keys and
+    vectorize): qq (R, S, H, DH) int8, qs (R, S, H) f32; new keys nk (R, KV, S, DH) int8, scales nks
+    (R, KV, S) f32, values nv (R, KV, S, DH) int32; cache ck (R, KV, DH, N) int8, cks (R, KV, N) f32,
+    cv (R, KV, DH, N) int32; blocked (R, S, N + S). out (R, S, H, DH) float64."""
     R, S, H, DH = qq.shape
-    KV, N = ck.shape[1], ck.shape[2]
+    KV, N = ck.shape[1], ck.shape[3]
     rep = H // KV
     neg = np.float32(-1e30)
     half = np.float32(0.5)
+    dots = np.empty(N, dtype=np.int32)
     sc = np.empty(N + S, dtype=np.float32)
-    num = np.empty(DH, dtype=np.int64)
+    w = np.empty(N + S, dtype=np.int32)  # weights <= 2^12: int32 x int32 -> int64 products
     for r in range(R):
         for s in range(S):
             for h in range(H):
                 g = h // rep
                 q = qs[r, s, h]
+                dots[:] = 0
+                for d in range(DH):  # q . k for every cached key at once: N-long vector steps
+                    qd = np.int32(qq[r, s, h, d])
+                    kd = ck[r, g, d]
+                    for j in range(N):
+                        dots[j] += qd * np.int32(kd[j])
                 top = neg
                 for j in range(N + S):
                     if blocked[r, s, j]:
                         sc[j] = neg
                         continue
-                    acc = 0
                     if j < N:
-                        for d in range(DH):
-                            acc += np.int32(qq[r, s, h, d]) * np.int32(ck[r, g, j, d])
-                        x = (np.float32(acc) * q) * cks[r, g, j]
+                        x = (np.float32(dots[j]) * q) * cks[r, g, j]
                     else:
+                        acc = np.int32(0)
                         for d in range(DH):
                             acc += np.int32(qq[r, s, h, d]) * np.int32(nk[r, g, j - N, d])
                         x = (np.float32(acc) * q) * nks[r, g, j - N]
@@ -469,25 +480,21 @@ def _attend_kernel(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last, out):
                     if x > top:
                         top = x
                 top = top + half
-                for d in range(DH):
-                    num[d] = 0
                 den = np.int64(0)
-                for j in range(N + S):  # integer weights and values: the sums are exact in int64 (< 2^51)
+                for j in range(N + S):
                     x = top - sc[j]
                     if x > last:
                         x = last
-                    w = table[np.int64(x)]
-                    if w == 0:
-                        continue
-                    den += w
-                    if j < N:
-                        for d in range(DH):
-                            num[d] += w * np.int64(cv[r, g, j, d])
-                    else:
-                        for d in range(DH):
-                            num[d] += w * np.int64(nv[r, g, j - N, d])
-                for d in range(DH):
-                    out[r, s, h, d] = np.float64(num[d]) / np.float64(den) * VALUE_SCALE_DOWN
+                    w[j] = table[np.int64(x)]
+                    den += w[j]
+                for d in range(DH):  # integer weights and values: exact in int64 (< 2^51), and an integer
+                    vd = cv[r, g, d]  # reduction vectorizes (a float one may not be reordered)
+                    acc64 = np.int64(0)
+                    for j in range(N):
+                        acc64 += np.int64(w[j]) * np.int64(vd[j])
+                    for j in range(S):
+                        acc64 += np.int64(w[N + j]) * np.int64(nv[r, g, j, d])
+                    out[r, s, h, d] = np.float64(acc64) / np.float64(den) * VALUE_SCALE_DOWN
 
 
 VALUE_SCALE_DOWN = float(2 ** -VALUE_BITS)

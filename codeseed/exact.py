@@ -50,10 +50,13 @@ def header_settings(settings: lmcodec.StreamSettings) -> dict:
     return {"lm": settings.to_dict(), "engine": ENGINE}
 
 
-def encode(files: list[SourceFile], model: CodeModel, settings: lmcodec.StreamSettings | None = None,
-           progress=None) -> tuple[list[EncodedFile], lmcodec.StreamSettings]:
+def encode(files: list[SourceFile], model: CodeModel,
+           settings: lmcodec.StreamSettings | lmcodec.MixSettings | None = None, progress=None,
+           jobs: int = 2) -> tuple[list[EncodedFile], lmcodec.StreamSettings]:
     """Each file's payload: the LM stream's or its best classical one, whichever is smaller. Returns
-    the payloads (files in order) and the stream's settings (for the archive header)."""
+    the payloads (files in order) and the stream's settings (for the archive header). `settings`:
+    a whole StreamSettings, or only the mixing (rows and segments then chosen for the stream).
+    `jobs`: threads the model runs in (the archive is the same for any count)."""
     out = [classical(f) for f in files]
     first: dict[bytes, int] = {}
     members, tokens = [], []
@@ -65,11 +68,13 @@ def encode(files: list[SourceFile], model: CodeModel, settings: lmcodec.StreamSe
             first[f.data] = i
             members.append(i)
             tokens.append(ids)
+    if isinstance(settings, lmcodec.MixSettings) or settings is None:
+        mix = settings or lmcodec.MixSettings()
+        settings = lmcodec.choose_settings([len(t) for t in tokens], model.context, mix=mix)
     if not members:
-        return out, settings or lmcodec.StreamSettings(window=model.context)
-    settings = settings or lmcodec.choose_settings([len(t) for t in tokens], model.context)
+        return out, settings
     task = progress.add_task("LM encode", total=sum(map(len, tokens))) if progress else None
-    scorer = lmcodec.Scorer(model.engine, model.bos, tokens, settings,
+    scorer = lmcodec.Scorer(model.engine, model.bos, tokens, settings, jobs=jobs,
                             progress=(lambda n: progress.advance(task, n)) if progress else None)
     keep = [scorer.file_bits[j] / 8 < out[i].classical_bytes for j, i in enumerate(members)]
     payload = scorer.payload(keep) if any(keep) else b""
@@ -98,7 +103,7 @@ def check_model(header_model: dict | None, model: CodeModel) -> None:
             "unpack with --model pointing to the packing model")
 
 
-def decode(arc: Archive, out: list[bytes], model: CodeModel, progress=None) -> None:
+def decode(arc: Archive, out: list[bytes], model: CodeModel, progress=None, jobs: int = 2) -> None:
     """Decode the archive's LM entries into `out` (index order), where the classical entries are
     already decoded. Raises ArchiveError on anything malformed or a stream that does not decode."""
     if arc.version < 3:
@@ -129,7 +134,7 @@ def decode(arc: Archive, out: list[bytes], model: CodeModel, progress=None) -> N
     task = progress.add_task("LM decode", total=sum(entries[k].meta["n"] for k in members)) if progress else None
     try:
         toks = lmcodec.decode(model.engine, model.bos, [entries[k].meta["n"] for k in members], known,
-                              arc.payload(first), settings,
+                              arc.payload(first), settings, jobs=jobs,
                               progress=(lambda n: progress.advance(task, n)) if progress else None)
     except lmcodec.StreamError as err:
         where = f" in {entries[members[err.file]].path!r}" if err.file is not None else ""

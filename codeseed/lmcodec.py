@@ -52,13 +52,13 @@ class StreamSettings:
 
 
 def choose_settings(ntokens: list[int], window: int, max_rows: int = 64, min_chunk: int = 1024,
-                    max_chunk: int = 8192) -> StreamSettings:
+                    max_chunk: int = 8192, mix: MixSettings | None = None) -> StreamSettings:
     """Rows and chunk size for a stream of files: enough rows to keep the decoder's batches full,
     chunks no shorter than `min_chunk` (each cut loses context: measured in benchmarks/RESULTS.md)."""
     total = sum(ntokens)
     chunk = min(max_chunk, max(min_chunk, -(-total // max_rows)))
     segments = sum(-(-n // chunk) for n in ntokens if n)
-    return StreamSettings(window=window, rows=max(1, min(max_rows, segments)), chunk=chunk)
+    return StreamSettings(window=window, rows=max(1, min(max_rows, segments)), chunk=chunk, mix=mix or MixSettings())
 
 
 @dataclass

@@ -160,7 +160,7 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
          test_cmd: str | None = None, test_timeout: float = 300.0, allow_failing_tests: bool = False,
          lossy_code: bool = False, verify: bool = False, settings: StreamSettings | None = None,
          no_ignore: bool = False, ignore_unreadable: bool = False, force: bool = False, quiet: bool = True,
-         progress: bool | None = None) -> PackReport:
+         progress: bool | None = None, jobs: int = 2) -> PackReport:
     """Pack the tree at `src` into the archive `dst`.
 
     mode "seeded": source files the tree-sitter grammars know keep a seed of at most `budget` (a
@@ -219,7 +219,7 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
                 label = "seeded+tests" if tests_usable else "seeded+similarity"
                 test_runs = runner.runs if runner else 0
             coded_files = [replace(f, data=plan[i].seed.text()) if i in plan else f for i, f in enumerate(files)]
-            encoded, settings = exact.encode(coded_files, lm, settings, progress=bar)
+            encoded, settings = exact.encode(coded_files, lm, settings, progress=bar, jobs=jobs)
             coded = [Coded(e.codec, e.payload, e.meta, e.start, e.raw_size) for e in encoded]
             for i, s in plan.items():
                 coded[i].meta.update(s.meta())
@@ -238,7 +238,7 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
         entries.append(e)
     report = write_report(dst, header, entries, [c.payload for c in coded])
     if verify and mode != "classical":
-        _verify_written(dst, lm)
+        _verify_written(dst, lm, jobs)
     report.files = [replace(r, stored_bytes=c.share) if c.share is not None else r for r, c in zip(report.files, coded)]
     report.test_runs = test_runs
     report.left_out = left_out
@@ -265,14 +265,14 @@ def _without_archive(src: Path, files: list[SourceFile], dst: Path) -> list[Sour
     return [f for f in files if f.is_symlink or not same(f)]
 
 
-def _verify_written(dst: Path, lm) -> None:
+def _verify_written(dst: Path, lm, jobs: int) -> None:
     """Decode the archive just written, as `codeseed test` does; remove it and raise
     VerificationError (exit 8) if anything does not decode back."""
     from codeseed.errors import CodeseedError, VerificationError
     from codeseed.unpacking import decode_all
     try:
         with archive.Archive(dst) as arc:
-            decode_all(arc, lm)
+            decode_all(arc, lm, jobs=jobs)
     except CodeseedError as e:
         dst.unlink(missing_ok=True)
         raise VerificationError(f"{dst}: the archive did not decode back, and was removed ({e})") from None

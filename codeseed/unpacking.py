@@ -135,7 +135,7 @@ def decode_entries(arc: archive.Archive, model=None, progress=None) -> dict[str,
     return {e.path: data for e, data in zip(arc.entries, decode_all(arc, model, progress))}
 
 
-def decode_all(arc: archive.Archive, model=None, progress=None) -> list[bytes]:
+def decode_all(arc: archive.Archive, model=None, progress=None, jobs: int = 2) -> list[bytes]:
     """Decode every entry (in index order) and check its size and SHA-256: ArchiveError on a mismatch,
     VerificationError where a seeded file's reconstruction is not the one pack verified (another
     model or machine)."""
@@ -157,7 +157,7 @@ def decode_all(arc: archive.Archive, model=None, progress=None) -> list[bytes]:
         from codeseed import exact
         if lm is None:
             raise ArchiveError(f"{arc.path}: corrupt archive (LM entries but no model in the header)")
-        exact.decode(arc, out, lm, progress)
+        exact.decode(arc, out, lm, progress, jobs=jobs)
     if seeded_entries:
         _reconstruct(arc, seeded_entries, out, lm, progress)
     digests, differs = [], []
@@ -246,7 +246,7 @@ def _make_parents(dest: Path) -> None:
 
 
 def unpack(src: str | Path, dst: str | Path, *, model=None, force: bool = False, quiet: bool = True,
-           skip_unsafe: bool = False, progress: bool | None = None) -> UnpackReport:
+           skip_unsafe: bool = False, progress: bool | None = None, jobs: int = 2) -> UnpackReport:
     """Unpack `src` into the folder `dst`; `model` (folder or CodeModel) must be the one that packed it.
 
     Raises ArchiveError (exit 4: corrupt, truncated, a bad field), UnsafeArchiveError (7: an entry
@@ -263,7 +263,7 @@ def unpack(src: str | Path, dst: str | Path, *, model=None, force: bool = False,
             _check_output(dest, entries, force)
             lm = load_model_for(arc, model)  # a wrong model is refused here, before any decoding
             with bars(not quiet if progress is None else progress) as bar:
-                datas = decode_all(arc, lm, bar)
+                datas = decode_all(arc, lm, bar, jobs=jobs)
                 total = _write_staged(dest, [(arc.entries[k], datas[k]) for k in keep], bar)
         except OSError as e:
             if e.errno == errno.ENAMETOOLONG:

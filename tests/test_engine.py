@@ -48,6 +48,20 @@ def test_engine_gives_the_same_bits_for_any_blocking_and_batch(tiny_model):
     assert not torch.equal(_logits(m, [ids], block=len(ids), window=64)[0], whole)
 
 
+def test_torch_attention_path_equals_the_cpu_kernel(tiny_model):
+    """Off the CPU (a GPU) attention runs as torch tensor ops, and without torch's int8 GEMM the
+    linear layers run in float32: the same bits as the CPU kernel and int8 GEMM."""
+    m = tiny_model.engine
+    ids = tiny_model.encode(TEXTS[0])[:70]
+    want = _logits(m, [ids], block=9)[0]
+    try:
+        m.cpu_kernel, m.int_mm = False, False
+        assert torch.equal(_logits(m, [ids], block=9)[0], want)
+        assert torch.equal(_logits(m, [ids], block=1)[0], want)
+    finally:
+        m.cpu_kernel, m.int_mm = True, engine._has_int_mm(m.device)
+
+
 def test_engine_tracks_the_float_model(tiny_model):
     """Quantization moves the distribution only a little: KL from the float model's, per token."""
     from transformers import AutoModelForCausalLM
