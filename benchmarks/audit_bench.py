@@ -139,6 +139,9 @@ FORMATS = {"aws_access_key_id": _aws_id, "aws_secret_access_key": _aws_secret, "
            "jwt": _jwt, "private_key_block": _private_key, "url_with_password": _url_password,
            "config_password": _config_password, "random_token": _random_token, "base64_blob": _base64_blob,
            "hex_api_key": _hex_key}
+# Passwords in config assignments (the issue's words) and hex keys only appear under their names:
+# a bare password is a short human string, and bare hex is a hash as often as a key (a limitation).
+ASSIGNED_ONLY = {"config_password", "hex_api_key"}
 # names with no credential word: the value must stand out by itself
 NEUTRAL_NAMES = ["DEFAULT_ID", "value", "ref", "data", "PAYLOAD", "fixture", "CONFIG_B", "item"]
 
@@ -175,7 +178,7 @@ def plant_line(rng: random.Random, fmt: str, path: str, indent: str) -> tuple[li
                     f'{value.splitlines()[-1]}"""'], "assignment"
         return value.splitlines(), "prose"
     r = rng.random()
-    if r < 0.55:
+    if fmt in ASSIGNED_ONLY or r < 0.55:
         name, placement = rng.choice(names), "assignment"
     elif r < 0.8:
         name, placement = rng.choice(NEUTRAL_NAMES), "neutral"
@@ -329,10 +332,11 @@ def main() -> int:
     args = ap.parse_args()
     from codeseed.audit import AuditConfig, audit
     from codeseed.model import CodeModel
+    from codeseed.walk import discover
     seed = {"dev": 1, "test": 2}[args.split]
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="audit-bench-"))
-    model = CachedModel(CodeModel(args.model))
+    model = CachedModel(CodeModel(args.model, threads=1))
     base_cfg = AuditConfig(disable=["binary", "generated", "too_large", "too_much_information"])
     result: dict = {"split": args.split, "seed": seed, "trees": {}}
     all_planted_staged, all_planted_full = [], []
@@ -347,7 +351,7 @@ def main() -> int:
             name = tgz.name[:-len(".tar.gz")]
             clean = work / "clean" / name
             clean_trees.append(clean)
-            rels = sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*") if p.is_file())
+            rels = sorted(f.path for f in discover(clean) if not f.is_symlink)  # what `codeseed audit TREE` reads
             mine = [r for r in rels if split_of(r) == args.split]
             n_clean += len(mine)
             # clean tree, full mode: every flag on this split's files is a false flag

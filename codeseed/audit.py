@@ -1,13 +1,14 @@
 """`codeseed audit`: secrets and encoded data a change adds, and how much information it adds.
 
-Three detectors look at the lines in scope (the lines a change adds with `--staged`/`--diff`, every
+Four detectors look at the lines in scope (the lines a change adds with `--staged`/`--diff`, every
 line of the files named otherwise), each a flag kind that configuration can switch off:
 
 - `known_secret`: a known credential format (cloud access keys, service tokens, private key
   blocks, JWTs, URLs with a password), found by detect-secrets' format plugins.
 - `secret_assignment`: a literal value given to a name like password/secret/token/credential/
-  api_key (`NAME = "..."`, `name: ...`, `NAME=...` in .env files), unless it is a placeholder or a
+  api_key (`NAME = "..."`, `name: ...`, `NAME=...` outside code), unless it is a placeholder or a
   reference, or the model finds it ordinary text (under `assignment_bits_per_char`).
+- `url_password`: the password of `scheme://user:password@host`, on the same terms.
 - `surprising_string`: a run of at least `min_string_length` token characters (letters of two
   cases or letters and digits, base64 and URL-safe symbols) that the model finds random: at least
   `string_bits_per_char` bits per character *in absolute terms* (random base62 costs ~6; names,
@@ -48,23 +49,24 @@ BASELINE_VERSION = 1
 KINDS = {
     "known_secret": "a known credential format (detect-secrets plugins)",
     "secret_assignment": "a literal value given to a password/secret/token/key name",
+    "url_password": "a password in a URL (scheme://user:password@host)",
     "surprising_string": "a run of token characters the model finds random: a key, token or encoded data",
     "too_large": "a file over max_file_bytes",
     "binary": "a binary or non-UTF-8 file",
     "generated": "a file under generated_bits_per_byte: generated, vendored or repetitive",
     "too_much_information": "a change adding more than max_added_info_bytes of information",
 }
-SECRET_KINDS = ("known_secret", "secret_assignment", "surprising_string")
+SECRET_KINDS = ("known_secret", "secret_assignment", "url_password", "surprising_string")
 
 
 @dataclass
 class AuditConfig:
     max_file_bytes: int = 1_000_000          # flag files larger than this
     max_added_info_bytes: int = 200_000      # flag a change adding more information than this
-    max_score_bytes: int = 256_000           # larger files are estimated with zstd, not scored
+    max_score_bytes: int = 256_000           # larger files: information estimated with zstd, not scored
     min_string_length: int = 20              # surprising_string: shortest run considered
     string_bits_per_char: float = 4.0        # surprising_string: mean model bits/char of the run, at least
-    assignment_bits_per_char: float = 2.0    # secret_assignment: the value's mean bits/char, at least
+    assignment_bits_per_char: float = 2.0    # secret_assignment, url_password: the value's bits/char, at least
     min_assignment_length: int = 8           # secret_assignment: shortest value considered
     context_chars: int = 1000                # file text before a scored region (the model sees 256 tokens)
     generated_bits_per_byte: float = 0.25    # flag files below this (with at least 4 KB)
@@ -181,7 +183,27 @@ _PLACEHOLDER = re.compile(r"(?i)^(<.*>|\$\{.*\}|\{\{.*\}\}|%\(.*\)s|\$[A-Za-z_]\
                           r"|example|changeme|change_me|placeholder|dummy|redacted|your[_-]|fake|sample|xxxx")
 _RUN = re.compile(r"[A-Za-z0-9+/_\-]+={0,2}")
 _HEX = re.compile(r"^[0-9a-fA-F\-]+$")
-ENV_LIKE = (".env", ".ini", ".cfg", ".conf", ".properties", ".yaml", ".yml", ".toml", ".sh", ".bash")
+CODE_SUFFIXES = (".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".kt", ".c", ".h", ".cc",
+                 ".cpp", ".hpp", ".cs", ".rb", ".php", ".swift", ".scala")
+# an unquoted value that is an expression or a reference: a call, an index, an attribute path, $VAR
+_EXPRESSION = re.compile(r"[(\[]|^[$%]|^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+# scheme://user:password@host: what RFC 3986 allows and what people write (unescaped ! * # ? +)
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://(?P<user>[^\s:/@'\"`]*):(?P<pw>[^\s/@'\"`]+)@[^\s/@'\"`]")
+
+
+def _code_file(path: str) -> bool:
+    return path.lower().endswith(CODE_SUFFIXES)
+
+
+def url_passwords(line: str, cfg: AuditConfig) -> list[tuple[int, int]]:
+    """(start, end) of each password in a URL of the line, placeholders left out."""
+    out = []
+    for m in _URL_PASSWORD.finditer(line):
+        pw = m.group("pw")
+        if _PLACEHOLDER.search(pw) or pw.lower() in ("password", "pass", "passwd", "pwd", "secret") or len(set(pw)) < 3:
+            continue
+        out.append((m.start("pw"), m.end("pw")))
+    return out
 
 
 def secret_name(name: str) -> bool:
@@ -189,11 +211,6 @@ def secret_name(name: str) -> bool:
     if any(p in SECRET_WORDS for p in parts):
         return True
     return any(p in ("key", "keys") and i > 0 and parts[i - 1] in KEY_OWNERS for i, p in enumerate(parts))
-
-
-def _env_like(path: str) -> bool:
-    name = path.rsplit("/", 1)[-1].lower()
-    return name.startswith(".env") or name.endswith(ENV_LIKE)
 
 
 def assignments(line: str, path: str, cfg: AuditConfig) -> list[tuple[str, int, int]]:
@@ -207,7 +224,7 @@ def assignments(line: str, path: str, cfg: AuditConfig) -> list[tuple[str, int, 
         value = line[start:end]
         if len(value) < cfg.min_assignment_length or _PLACEHOLDER.search(value) or len(set(value)) < 4:
             continue
-        if not quoted and (not _env_like(path) or "(" in value):
+        if not quoted and (_code_file(path) or _EXPRESSION.search(value)):
             continue  # in code a literal is quoted: unquoted is an expression (os.environ[...], a call)
         out.append((m.group("name"), start, end))
     return out
@@ -239,6 +256,23 @@ def string_candidates(line: str, cfg: AuditConfig) -> list[tuple[int, int]]:
     return out
 
 
+_TOKEN_CHAR = re.compile(r"""[^\s"'`,;=()<>\[\]{}]""")
+
+
+def _enclosing(line: str, value: str) -> tuple[int, int]:
+    """Span of the whole token around `value` in `line`: plugins may report only part of a match
+    (a regex group such as `ghp`), and the baseline hashes the whole value."""
+    s = line.find(value)
+    if s < 0:
+        return 0, len(line)
+    e = s + len(value)
+    while s > 0 and _TOKEN_CHAR.match(line[s - 1]):
+        s -= 1
+    while e < len(line) and _TOKEN_CHAR.match(line[e]):
+        e += 1
+    return s, e
+
+
 @dataclass
 class _Candidate:
     kind: str
@@ -258,10 +292,14 @@ def _candidates(lines: list[str], scope: list[int], path: str, cfg: AuditConfig)
         taken: list[tuple[int, int]] = []
         if cfg.on("known_secret"):
             for typ, value in known_formats(line):
-                s = line.find(value)
-                s, e = (s, s + len(value)) if s >= 0 else (0, len(line))
+                s, e = _enclosing(line, value)
                 out.append(_Candidate("known_secret", i, s, e, typ))
                 taken.append((s, e))
+        if cfg.on("url_password"):
+            for s, e in url_passwords(line, cfg):
+                if not any(a < e and s < b for a, b in taken):
+                    out.append(_Candidate("url_password", i, s, e, "a URL"))
+                    taken.append((s, e))
         if cfg.on("secret_assignment"):
             for name, s, e in assignments(line, path, cfg):
                 if not any(a < e and s < b for a, b in taken):
@@ -281,7 +319,7 @@ def _needs_bits(c: _Candidate) -> bool:
 def _decide(c: _Candidate, cfg: AuditConfig) -> bool:
     if c.kind == "known_secret":
         return True
-    if c.kind == "secret_assignment":
+    if c.kind in ("secret_assignment", "url_password"):
         return c.bits is None or c.bits >= cfg.assignment_bits_per_char
     return c.bits is not None and c.bits >= cfg.string_bits_per_char
 
@@ -302,6 +340,8 @@ def _flags_from(cands: list[_Candidate], lines: list[str]) -> list[Flag]:
             continue
         if c.kind == "known_secret":
             msg = f"{c.label} ({len(value)} characters)"
+        elif c.kind == "url_password":
+            msg = f"a password in a URL ({len(value)} characters{how})"
         elif c.kind == "secret_assignment":
             msg = f"a literal value for `{c.label}` ({len(value)} characters{how})"
         else:
@@ -431,8 +471,10 @@ def _score(w: _Work, model, cfg: AuditConfig, whole: bool, info: bool) -> None:
     """Fill in the candidates' mean bits/char, scoring only the lines around them, each region after
     up to `context_chars` of the file before it (`whole`: the whole file, giving its information);
     with `info`, also the lines added, for the information the change adds."""
-    if w.text is None or not w.text or len(w.data) > cfg.max_score_bytes:
+    if w.text is None or not w.text:
         return
+    if len(w.data) > cfg.max_score_bytes:
+        whole = info = False  # only the regions around candidates; the information stays a zstd estimate
     starts = _line_starts(w.lines)
     if whole:
         regions = [(0, len(w.lines) - 1)]

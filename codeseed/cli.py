@@ -12,8 +12,6 @@ from rich.table import Table
 import codeseed
 from codeseed import archive
 from codeseed.errors import CodeseedError
-from codeseed.packing import DEFAULT_BUDGET, DEFAULT_MIN_SIMILARITY
-from codeseed.unpacking import check_paths, decode_entries, load_model_for
 
 
 def _human(n: float) -> str:
@@ -103,6 +101,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     """Decode every entry and check it, writing nothing (like `zstd -t`)."""
+    from codeseed.unpacking import check_paths, decode_entries, load_model_for
     with archive.Archive(args.archive) as arc:
         check_paths(arc.entries)
         decode_entries(arc, load_model_for(arc, args.model))
@@ -179,10 +178,39 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_audit_parser(sub) -> None:
+    sp = sub.add_parser("audit", help="flag secrets and encoded data a change adds, and measure its information "
+                                      "(pre-commit)")
+    sp.add_argument("paths", nargs="*", type=Path,
+                    help="files and folders to audit (folders honour .gitignore); with --staged or --diff, "
+                         "only these of the changed files")
+    what = sp.add_mutually_exclusive_group()
+    what.add_argument("--staged", action="store_true", help="audit the lines the staged changes add")
+    what.add_argument("--diff", metavar="REV", help="audit the lines added since revision REV (git diff REV: "
+                                                   "commits and working tree)")
+    sp.add_argument("--baseline", type=Path, metavar="FILE",
+                    help="accepted findings (JSON): those in it do not fail the audit")
+    sp.add_argument("--update-baseline", action="store_true",
+                    help="write every current finding to --baseline FILE as accepted, and exit 0")
+    sp.add_argument("--measure", action="store_true",
+                    help="score every text file with the model (default: only where a finding or a limit needs it; "
+                         "zstd estimates, marked ~, elsewhere)")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("-q", "--quiet", action="store_true", help="print only the flags")
+    sp.add_argument("--model", type=Path, help="local Hugging Face model folder (default: the bundled model)")
+    sp.set_defaults(func=cmd_audit)
+
+
+def build_parser(only_audit: bool = False) -> argparse.ArgumentParser:
+    """The command line; `only_audit` builds just `audit`, whose run (a pre-commit hook) must not pay
+    for importing torch, which the packing modules do."""
     p = argparse.ArgumentParser(prog="codeseed", description="Predictive compression of source code.")
     p.add_argument("--version", action="version", version=f"codeseed {codeseed.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    if only_audit:
+        add_audit_parser(sub)
+        return p
+    from codeseed.packing import DEFAULT_BUDGET, DEFAULT_MIN_SIMILARITY
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
@@ -230,26 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_info)
 
-    sp = sub.add_parser("audit", help="flag secrets and encoded data a change adds, and measure its information "
-                                      "(pre-commit)")
-    sp.add_argument("paths", nargs="*", type=Path,
-                    help="files and folders to audit (folders honour .gitignore); with --staged or --diff, "
-                         "only these of the changed files")
-    what = sp.add_mutually_exclusive_group()
-    what.add_argument("--staged", action="store_true", help="audit the lines the staged changes add")
-    what.add_argument("--diff", metavar="REV", help="audit the lines added since revision REV (git diff REV: "
-                                                   "commits and working tree)")
-    sp.add_argument("--baseline", type=Path, metavar="FILE",
-                    help="accepted findings (JSON): those in it do not fail the audit")
-    sp.add_argument("--update-baseline", action="store_true",
-                    help="write every current finding to --baseline FILE as accepted, and exit 0")
-    sp.add_argument("--measure", action="store_true",
-                    help="score every text file with the model (default: only where a finding or a limit needs it; "
-                         "zstd estimates, marked ~, elsewhere)")
-    sp.add_argument("--json", action="store_true", help="machine-readable output")
-    sp.add_argument("-q", "--quiet", action="store_true", help="print only the flags")
-    sp.add_argument("--model", type=Path, help="local Hugging Face model folder (default: the bundled model)")
-    sp.set_defaults(func=cmd_audit)
+    add_audit_parser(sub)
 
     sp = sub.add_parser("verify", help="unpack to a temporary folder and run the project's tests there")
     sp.add_argument("archive", type=Path)
@@ -266,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(only_audit=argv[:1] == ["audit"]).parse_args(argv)
     try:
         return args.func(args)
     except CodeseedError as e:
