@@ -17,7 +17,8 @@ a split are planted only in its files, with its own RNG seed (dev 1, test 2), an
 of a split are counted on its files only. Thresholds were chosen looking at `--split dev` only;
 report `--split test`.
 
-    python benchmarks/audit_bench.py ../shared/eval-public/sdist --split test --json benchmarks/results/audit_bench.json
+    python benchmarks/audit_bench.py ../shared/eval-public/sdist --split test --json benchmarks/results/audit_bench.json \
+        [--clean-extra /tmp/unseen]   # more clean code the model never saw (see RESULTS.md)
 """
 from __future__ import annotations
 
@@ -329,6 +330,9 @@ def main() -> int:
     ap.add_argument("--model", type=Path)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-ablation", action="store_true")
+    ap.add_argument("--clean-extra", type=Path, action="append", default=[],
+                    help="another clean tree for false flags (its files split like the others), e.g. "
+                         "packages the model never saw")
     args = ap.parse_args()
     from codeseed.audit import AuditConfig, audit
     from codeseed.model import CodeModel
@@ -389,6 +393,14 @@ def main() -> int:
             all_planted_staged += planted
             result["trees"][name] = {"files_in_split": len(mine), "planted": len(planted)}
         per100 = 100 / max(1, n_clean)
+        extra_files = 0
+        extra_cs, extra_ds = {}, {}
+        for tree in args.clean_extra:
+            mine = [f.path for f in discover(tree) if not f.is_symlink and split_of(f.path) == args.split]
+            extra_files += len(mine)
+            rep = audit([tree], model=model, cfg=base_cfg, root=tree)
+            extra_cs.update({f"{tree.name}/{p}": v for p, v in codeseed_flags(rep.files).items() if split_of(p) == args.split})
+            extra_ds.update({f"{tree.name}/{p}": v for p, v in detect_secrets_flags(tree, mine).items()})
 
         def false_flags(flags):
             return sum(len(v) for v in flags.values())
@@ -406,6 +418,14 @@ def main() -> int:
                                           "flags": falses_listed(clean_full), "seconds": round(t_cs, 1)}
         result["detect_secrets_false_flags"] = {"count": false_flags(clean_ds), "per_100_files": false_flags(clean_ds) * per100,
                                                 "flags": falses_listed(clean_ds), "seconds": round(t_ds, 1)}
+        if args.clean_extra:
+            e100 = 100 / max(1, extra_files)
+            result["extra_clean"] = {"trees": [str(t) for t in args.clean_extra], "files": extra_files,
+                                     "codeseed": {"count": false_flags(extra_cs), "per_100_files": false_flags(extra_cs) * e100,
+                                                  "flags": falses_listed(extra_cs)},
+                                     "detect_secrets": {"count": false_flags(extra_ds),
+                                                        "per_100_files": false_flags(extra_ds) * e100,
+                                                        "flags": falses_listed(extra_ds)}}
         if not args.no_ablation:
             variants = {
                 "known formats only (detect-secrets plugins)": {"disable": ["secret_assignment", "surprising_string"]},
@@ -416,8 +436,9 @@ def main() -> int:
                 "all but surprising_string": {"disable": ["surprising_string"]},
                 "no model (assignments kept whatever their surprisal)": {"disable": ["surprising_string"],
                                                                         "assignment_bits_per_char": 0.0},
-                "all, strings at 3.5 bits/char": {"string_bits_per_char": 3.5},
-                "all, strings at 4.5 bits/char": {"string_bits_per_char": 4.5},
+                "all, strings at 5.0 bits/char (floor 4.5)": {"string_bits_per_char": 5.0},
+                "all, strings at 7.0 bits/char (floor 4.5)": {"string_bits_per_char": 7.0},
+                "all, strings with no floor (mean alone)": {"string_floor_bits_per_char": 0.0},
             }
             result["ablation"] = {}
             for label, change in variants.items():
@@ -429,9 +450,15 @@ def main() -> int:
                     rep = audit([work / "clean" / name], model=model, cfg=cfg, root=work / "clean")
                     cl.update({p: v for p, v in codeseed_flags(rep.files).items()
                                if split_of(p[len(name) + 1:]) == args.split})
+                ex = {}
+                for tree in args.clean_extra:
+                    rep = audit([tree], model=model, cfg=cfg, root=tree)
+                    ex.update({f"{tree.name}/{p}": v for p, v in codeseed_flags(rep.files).items()
+                               if split_of(p) == args.split})
                 sc = score(all_planted_staged, fl)
                 result["ablation"][label] = {"recall": sc["recall"], "found": sc["found"],
-                                             "false_flags": false_flags(cl), "per_100_files": false_flags(cl) * per100}
+                                             "false_flags": false_flags(cl), "per_100_files": false_flags(cl) * per100,
+                                             "extra_false_flags": false_flags(ex)}
         result["model_calls"] = model.calls
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -465,11 +492,18 @@ def print_report(r: dict) -> None:
     for key in ("codeseed_staged", "codeseed_full"):
         if r[key]["missed"]:
             print(f"  missed by {key}: " + "; ".join(r[key]["missed"]))
+    if "extra_clean" in r:
+        x = r["extra_clean"]
+        print(f"  extra clean trees {', '.join(x['trees'])}: {x['files']} files of this split")
+        for key in ("codeseed", "detect_secrets"):
+            print(f"    false flags, {key}: {x[key]['count']} ({x[key]['per_100_files']:.2f} per 100 files)")
+            for f in x[key]["flags"]:
+                print(f"      {f}")
     if "ablation" in r:
-        print("  ablation (full mode):")
+        print("  ablation (full mode; false flags on the eval-public files of the split, then on the extra trees):")
         for label, a in r["ablation"].items():
             print(f"    {label:52s} recall {100 * a['recall']:5.1f}%  false flags {a['false_flags']} "
-                  f"({a['per_100_files']:.2f} per 100 files)")
+                  f"({a['per_100_files']:.2f} per 100 files), extra {a['extra_false_flags']}")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ line of the files named otherwise), each a flag kind that configuration can swit
   reference, or the model finds it ordinary text (under `assignment_bits_per_char`).
 - `url_password`: the password of `scheme://user:password@host`, on the same terms.
 - `surprising_string`: a run of at least `min_string_length` token characters (letters of two
-  cases or letters and digits, base64 and URL-safe symbols) that the model finds random: at least
-  `string_bits_per_char` bits per character *in absolute terms* (random base62 costs ~6; names,
-  words and identifiers 1-3), so a file made only of secrets is caught as well. Hex-only runs
-  (hashes, commit ids, UUIDs) are left to the other two detectors.
+  cases or letters and digits, base64 and URL-safe symbols) that the model finds random: on
+  average at least `string_bits_per_char` bits per character *in absolute terms*, and a quarter
+  of its characters at most under `string_floor_bits_per_char` (random tokens cost the bundled
+  model about 7 bits/char; identifiers, words and most names 1-4; a slug with one unknown name in
+  it is cheap elsewhere), so a file made only of secrets is caught as well. Hex-only runs
+  (hashes, commit ids, UUIDs) are left to the other detectors.
 
 The model is loaded lazily: only when a candidate needs its surprisal, when `--measure` asks for
 the information of every file, or when the cheap zstd estimate says a limit may be crossed. It
@@ -65,7 +67,8 @@ class AuditConfig:
     max_added_info_bytes: int = 200_000      # flag a change adding more information than this
     max_score_bytes: int = 256_000           # larger files: information estimated with zstd, not scored
     min_string_length: int = 20              # surprising_string: shortest run considered
-    string_bits_per_char: float = 4.0        # surprising_string: mean model bits/char of the run, at least
+    string_bits_per_char: float = 6.0        # surprising_string: mean model bits/char of the run, at least,
+    string_floor_bits_per_char: float = 4.5  # ... and its 25th percentile at least (a name in a slug is not enough)
     assignment_bits_per_char: float = 2.0    # secret_assignment, url_password: the value's bits/char, at least
     min_assignment_length: int = 8           # secret_assignment: shortest value considered
     context_chars: int = 1000                # file text before a scored region (the model sees 256 tokens)
@@ -169,10 +172,27 @@ def known_formats(line: str) -> list[tuple[str, str]]:
     return found
 
 
+def _confirmed(typ: str, line: str, s: int, e: int, cfg: AuditConfig) -> bool:
+    """A format match that is a credential, not a placeholder, a documented example (AWS's
+    ...EXAMPLE key, `user:password@host`) or a scanner's own pattern ('BEGIN RSA PRIVATE KEY' in a
+    regex): PEM blocks start with five dashes; URL passwords go through url_passwords' checks."""
+    if typ == "Private Key":
+        return "-----BEGIN" in line
+    if typ == "Basic Auth Credentials":
+        return bool(url_passwords(line, cfg))
+    return not _placeholder(line[s:e])
+
+
 # A name that says its value is a credential: split into parts at _ - . and camelCase, then
 # any part below, or `key` after one of KEY_OWNERS (API_KEY, SECRET_KEY, stripe_key is not enough).
 SECRET_WORDS = {"password", "passwd", "pwd", "pass", "passphrase", "secret", "secrets", "token", "tokens",
                 "credential", "credentials", "apikey", "privatekey", "accesskey", "secretkey", "auth"}
+# parts that make the name describe a credential rather than hold one (token_type, secret_name, AUTH_HEADER)
+META_PARTS = {"type", "types", "str", "id", "ids", "name", "names", "url", "uri", "endpoint", "file", "path", "dir",
+              "env", "var", "header", "prefix", "suffix", "pattern", "regex", "field", "format", "kind", "cls",
+              "class", "count", "len", "length", "size", "label", "param", "arg", "option", "help", "doc",
+              "description", "message", "msg", "error", "grant", "scope", "method", "mode", "attr", "column",
+              "location", "expiry", "expires", "expiration", "ttl", "timeout", "limit", "max", "min", "hash"}
 KEY_OWNERS = {"api", "secret", "private", "access", "auth", "signing", "encryption", "client", "master",
               "app", "account", "service", "consumer", "session", "jwt", "hmac", "license", "webhook", "admin"}
 _NAME_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
@@ -180,15 +200,18 @@ _NAME_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _ASSIGN = re.compile(r"""(?P<name>[A-Za-z_][\w.\-]*)["']?\s*(?::\s*[A-Za-z_][\w\[\], |.]*\s*)?(?:==?|:=|=>|:)\s*"""
                      r"""(?:(?P<q>["'`])(?P<qv>(?:\\.|(?!(?P=q)).)*)(?P=q)|(?P<uv>[^\s"'`,;#)\]}]+))""")
 _PLACEHOLDER = re.compile(r"(?i)^(<.*>|\$\{.*\}|\{\{.*\}\}|%\(.*\)s|\$[A-Za-z_]\w*|\*+|x+|\.+|none|null|true|false)$"
-                          r"|example|changeme|change_me|placeholder|dummy|redacted|your[_-]|fake|sample|xxxx")
+                          r"|example|changeme|change_me|placeholder|dummy|redacted|your[_-]|fake|sample|xxxx|\.\.\.$|…")
+# a value without digits that names itself (my-secret, expired_token, fal-ai-api-key): a label, not a credential
+_SELF_NAMED = re.compile(r"(?i)secret|token|passw|pwd|key|cred|^my")
 _RUN = re.compile(r"[A-Za-z0-9+/_\-]+={0,2}")
-_HEX = re.compile(r"^[0-9a-fA-F\-]+$")
+_HEX = re.compile(r"^[0-9a-fA-F\-_/]+$")
 CODE_SUFFIXES = (".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".kt", ".c", ".h", ".cc",
                  ".cpp", ".hpp", ".cs", ".rb", ".php", ".swift", ".scala")
 # an unquoted value that is an expression or a reference: a call, an index, an attribute path, $VAR
 _EXPRESSION = re.compile(r"[(\[]|^[$%]|^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 # scheme://user:password@host: what RFC 3986 allows and what people write (unescaped ! * # ? +)
-_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://(?P<user>[^\s:/@'\"`]*):(?P<pw>[^\s/@'\"`]+)@[^\s/@'\"`]")
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://(?P<user>[^\s:/@'\"`<>\[\]{}]*):(?P<pw>[^\s/@'\"`<>\[\]{}]+)@"
+                           r"[^\s/@'\"`]")
 
 
 def _code_file(path: str) -> bool:
@@ -200,7 +223,7 @@ def url_passwords(line: str, cfg: AuditConfig) -> list[tuple[int, int]]:
     out = []
     for m in _URL_PASSWORD.finditer(line):
         pw = m.group("pw")
-        if _PLACEHOLDER.search(pw) or pw.lower() in ("password", "pass", "passwd", "pwd", "secret") or len(set(pw)) < 3:
+        if len(pw) < 6 or _placeholder(pw):
             continue
         out.append((m.start("pw"), m.end("pw")))
     return out
@@ -208,6 +231,8 @@ def url_passwords(line: str, cfg: AuditConfig) -> list[tuple[int, int]]:
 
 def secret_name(name: str) -> bool:
     parts = [p.lower() for p in _NAME_PART.findall(name.split(".")[-1])]
+    if any(p in META_PARTS for p in parts):
+        return False
     if any(p in SECRET_WORDS for p in parts):
         return True
     return any(p in ("key", "keys") and i > 0 and parts[i - 1] in KEY_OWNERS for i, p in enumerate(parts))
@@ -222,16 +247,24 @@ def assignments(line: str, path: str, cfg: AuditConfig) -> list[tuple[str, int, 
         quoted = m.group("qv") is not None
         start, end = (m.start("qv"), m.end("qv")) if quoted else (m.start("uv"), m.end("uv"))
         value = line[start:end]
-        if len(value) < cfg.min_assignment_length or _PLACEHOLDER.search(value) or len(set(value)) < 4:
-            continue
+        if len(value) < cfg.min_assignment_length or _placeholder(value) or any(ch.isspace() for ch in value) \
+                or _classes(value, symbols=True) < 2:
+            continue  # a placeholder, a label, prose, or a single word
         if not quoted and (_code_file(path) or _EXPRESSION.search(value)):
             continue  # in code a literal is quoted: unquoted is an expression (os.environ[...], a call)
         out.append((m.group("name"), start, end))
     return out
 
 
-def _classes(run: str) -> int:
-    return (any(c.islower() for c in run) + any(c.isupper() for c in run) + any(c.isdigit() for c in run))
+def _classes(run: str, symbols: bool = False) -> int:
+    """How many of lower case, upper case, digits (and, with `symbols`, anything else) `run` has."""
+    n = any(c.islower() for c in run) + any(c.isupper() for c in run) + any(c.isdigit() for c in run)
+    return n + (symbols and any(not c.isalnum() for c in run))
+
+
+def _placeholder(value: str) -> bool:
+    return bool(_PLACEHOLDER.search(value)) or len(set(value)) < 4 or \
+        (not any(c.isdigit() for c in value) and bool(_SELF_NAMED.search(value)))
 
 
 def _char_entropy(run: str) -> float:
@@ -281,6 +314,7 @@ class _Candidate:
     end: int
     label: str                    # what the message says: a format's type, a name
     bits: float | None = None     # mean bits/char, filled in once scored
+    floor: float = 0.0            # 25th percentile of the bits/char
 
 
 def _candidates(lines: list[str], scope: list[int], path: str, cfg: AuditConfig) -> list[_Candidate]:
@@ -293,6 +327,8 @@ def _candidates(lines: list[str], scope: list[int], path: str, cfg: AuditConfig)
         if cfg.on("known_secret"):
             for typ, value in known_formats(line):
                 s, e = _enclosing(line, value)
+                if not _confirmed(typ, line, s, e, cfg):
+                    continue
                 out.append(_Candidate("known_secret", i, s, e, typ))
                 taken.append((s, e))
         if cfg.on("url_password"):
@@ -321,7 +357,7 @@ def _decide(c: _Candidate, cfg: AuditConfig) -> bool:
         return True
     if c.kind in ("secret_assignment", "url_password"):
         return c.bits is None or c.bits >= cfg.assignment_bits_per_char
-    return c.bits is not None and c.bits >= cfg.string_bits_per_char
+    return c.bits is not None and c.bits >= cfg.string_bits_per_char and c.floor >= cfg.string_floor_bits_per_char
 
 
 def _flags_from(cands: list[_Candidate], lines: list[str]) -> list[Flag]:
@@ -489,6 +525,7 @@ def _score(w: _Work, model, cfg: AuditConfig, whole: bool, info: bool) -> None:
                 a = int(starts[c.line]) + c.start - off
                 seg = bits[a:a + c.end - c.start]
                 c.bits = float(seg.mean()) if len(seg) else None
+                c.floor = float(np.quantile(seg, 0.25)) if len(seg) else 0.0
         for i in w.added:
             if first <= i <= last:
                 added_bits += float(bits[int(starts[i]) - off:int(starts[i + 1]) - off].sum())
