@@ -281,8 +281,11 @@ def detect_secrets_flags(tree: Path, rels: list[str]) -> dict[str, list[tuple[in
     out: dict[str, list[tuple[int, int, str]]] = {}
     with default_settings():
         for rel in rels:
+            seen = set()  # one finding per secret and type in a file, as detect-secrets' own baseline counts
             for s in scan_file(str(tree / rel)):
-                out.setdefault(rel, []).append((s.line_number, s.line_number, s.type))
+                if (s.type, s.secret_hash) not in seen:
+                    seen.add((s.type, s.secret_hash))
+                    out.setdefault(rel, []).append((s.line_number, s.line_number, s.type))
     return out
 
 
