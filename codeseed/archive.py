@@ -1,18 +1,31 @@
-"""The .cseed container: header, entry payloads, a compressed index, a fixed-size footer.
+"""The .cseed container: header, payloads, a compressed index, a fixed-size footer.
+
+Format 3 (written now; 1 and 2 are still read):
 
     magic     8 bytes   b"CSEED\\r\\n\\x1a"  (like PNG's: catches text-mode transfer damage)
     version   u16       FORMAT_VERSION
     hlen      u32       length of the header
-    header    hlen      canonical JSON: {"flags", "model", "settings"}
+    header    hlen      canonical JSON (UTF-8): {"flags", "model", "settings"}
     hcrc      u32       CRC32 of the header
-    payloads  ...       entry payloads, back to back; identical contents are stored once
+    payloads  ...       back to back, in payload-table order
     index     ilen      xz-compressed binary index (see _encode_index)
-    footer    28 bytes  index offset u64, index length u64, index CRC32 u32, b"CSEEDEND"
+    footer    36 bytes  index offset u64, index length u64, decoded index length u64, index CRC32 u32,
+                        b"CSEEDEND"
+
+A *payload* is one coded byte string: a codec, a length, a CRC32 and its decoded size. An *entry*
+(a file or a symlink) points to a payload and to where its data starts in the decoded payload:
+several small files share one payload (a solid block, coded together), and identical contents
+are stored once. Decoding never produces more than the declared decoded size (codecs.py), so the
+sizes in the index bound the memory unpack uses.
 
 Integrity, two layers: each payload has a CRC32 (caught before decoding), and each decoded file
 an 8-byte prefix of its SHA-256 (names the file that differs), while the index holds one full
 SHA-256 over all files' full SHA-256s in index order (the tree digest: full strength for the whole
-archive at 8 bytes a file, not 32; format 1 stored 32 a file and is still read).
+archive at 8 bytes a file, not 32; format 1 stored 32 a file and no tree digest).
+
+Every field is checked on read, here and only here (`_decode_index`, `_check_header`,
+`_check_entries`): a well-framed but wrong value is an ArchiveError (exit 4), never a traceback.
+What a path or link may be is not a format question: safety.py decides that, for pack and unpack.
 
 All integers little-endian. The index sits at the end so that `info` lists entries without
 decoding payloads and `pack` can stream payloads. Nothing depends on time or machine: the same
@@ -22,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import lzma
+import math
 import os
 import struct
 import tempfile
@@ -35,10 +48,14 @@ from codeseed.errors import ArchiveError
 
 MAGIC = b"CSEED\r\n\x1a"
 END_MAGIC = b"CSEEDEND"
-FORMAT_VERSION = 2
-ENTRY_DIGEST_BYTES = {1: 32, 2: 8}  # per-entry SHA-256 bytes stored, by format version
-FOOTER = struct.Struct("<QQI8s")
+FORMAT_VERSION = 3
+ENTRY_DIGEST_BYTES = {1: 32, 2: 8, 3: 8}  # per-entry SHA-256 bytes stored, by format version
+FOOTERS = {1: struct.Struct("<QQI8s"), 2: struct.Struct("<QQI8s"), 3: struct.Struct("<QQQI8s")}
 FIDELITIES = ("exact", "seeded", "seeded+similarity", "seeded+tests")
+MAX_SIZE = 1 << 40            # bytes: an entry's size or a payload's decoded size (1 TiB)
+MAX_INDEX_BYTES = 1 << 30     # decoded index; formats 1-2 do not declare its size, 3 does
+PERMISSION_BITS = 0o777       # stored file modes: no setuid, setgid or sticky bit
+DEFAULT_MODES = (0o644, 0o755)  # formats 1-2 stored only the executable bit
 
 
 @dataclass
@@ -54,17 +71,34 @@ class Header:
 
 @dataclass
 class Entry:
+    """One file or symlink. Its data is decoded_payload[start:start + size] for an exact entry
+    (the whole decoded payload, a seed, for a seeded one); a symlink's data is its target."""
     path: str
     size: int
     sha256: bytes  # full when packing; when read, the stored prefix (ENTRY_DIGEST_BYTES)
-    codec: str
+    codec: str     # the codec of its payload
     fidelity: str = "exact"
     executable: bool = False
     is_symlink: bool = False
-    offset: int = 0
+    offset: int = 0        # its payload's place in the file, length and CRC32 (shared by a block's entries)
     length: int = 0
     crc32: int = 0
     meta: dict = field(default_factory=dict)
+    mode: int | None = None       # permission bits; None: 0o755 if executable else 0o644
+    start: int = 0                # where its data starts in the decoded payload
+    raw_size: int | None = None   # the payload's decoded size; None: `size` (one file's payload)
+    payload_id: int = -1          # when read: the payload's number (entries sharing it share the id)
+
+    def permissions(self) -> int:
+        return self.mode if self.mode is not None else DEFAULT_MODES[bool(self.executable)]
+
+    def decoded_size(self) -> int:
+        return self.size if self.raw_size is None else self.raw_size
+
+    def stored_share(self) -> int:
+        """Bytes of the archive this entry accounts for: its payload's length, or its share of a block."""
+        raw = self.decoded_size()
+        return self.length if raw <= self.size or not raw else round(self.length * self.size / raw)
 
 
 # ---------------------------------------------------------------- binary index
@@ -80,87 +114,263 @@ class _Reader:
         self.pos += n
         return b
 
-    def varint(self) -> int:
+    def varint(self, limit: int = MAX_SIZE) -> int:
         n, self.pos = codecs.read_varint(self.data, self.pos)
+        if n > limit:
+            raise ArchiveError(f"corrupt archive: index value {n} out of range")
         return n
 
+    def count(self, least_bytes_each: int) -> int:
+        """A count of items that take at least `least_bytes_each` bytes each in what is left."""
+        return self.varint((len(self.data) - self.pos) // least_bytes_each)
+
     def blob(self) -> bytes:
-        return self.take(self.varint())
+        return self.take(self.varint(len(self.data)))
+
+    def text(self, what: str) -> str:
+        try:
+            return self.blob().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ArchiveError(f"corrupt archive: {what} is not UTF-8") from None
 
 
 def tree_digest(full_digests: list[bytes]) -> bytes:
     return hashlib.sha256(b"".join(full_digests)).digest()
 
 
-def _encode_index(entries: list[Entry], version: int) -> bytes:
-    """Column by column (all paths, then all codecs, ...): like values sit together, so xz finds the
-    repeats (measured: smaller than entry by entry, most for seeded entries' meta)."""
-    out = bytearray(codecs.varint(len(entries)))
-    metas = [json.dumps(e.meta, sort_keys=True, separators=(",", ":")).encode() if e.meta else b"" for e in entries]
-    for column in ([e.path.encode("utf-8", "surrogateescape") for e in entries], [e.codec.encode() for e in entries],
-                   [e.fidelity.encode() for e in entries], metas):
+def _canonical_json(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode() if obj else b""
+
+
+def _encode_index(entries: list[Entry], payload_ids: list[int], payloads: list[tuple[str, int, int, int]]) -> bytes:
+    """Column by column (all codecs, then all lengths, ...; all paths, then all fidelities, ...): like
+    values sit together, so xz finds the repeats (measured: smaller than entry by entry, most for
+    seeded entries' meta). `payloads` holds (codec, length, decoded size, CRC32) in file order."""
+    out = bytearray(codecs.varint(len(payloads)))
+    for codec, *_ in payloads:
+        out += codecs.varint(len(codec.encode())) + codec.encode()
+    for column in (1, 2):
+        for p in payloads:
+            out += codecs.varint(p[column])
+    for p in payloads:
+        out += struct.pack("<I", p[3])
+    out += codecs.varint(len(entries))
+    for column in ([e.path.encode("utf-8", "surrogateescape") for e in entries], [e.fidelity.encode() for e in entries],
+                   [_canonical_json(e.meta) for e in entries]):
         for blob in column:
             out += codecs.varint(len(blob)) + blob
-    out += bytes(e.is_symlink | (e.executable << 1) for e in entries)
+    out += bytes(e.is_symlink for e in entries)
+    for values in ([0 if e.is_symlink else e.permissions() for e in entries], [e.size for e in entries], payload_ids,
+                   [e.start for e in entries]):
+        for v in values:
+            out += codecs.varint(v)
     for e in entries:
-        out += codecs.varint(e.size) + codecs.varint(e.offset) + codecs.varint(e.length)
-    for e in entries:
-        out += e.sha256[:ENTRY_DIGEST_BYTES[version]] + struct.pack("<I", e.crc32)
-    if version >= 2:
-        out += tree_digest([e.sha256 for e in entries])
-    return codecs.xz_encode(bytes(out))  # raw LZMA2: the footer's CRC already guards the index
+        out += e.sha256[:ENTRY_DIGEST_BYTES[FORMAT_VERSION]]
+    out += tree_digest([e.sha256 for e in entries])
+    return bytes(out)
 
 
-def _decode_index(data: bytes, version: int) -> tuple[list[Entry], bytes | None]:
-    try:
-        raw = codecs.xz_decode(data)
-    except lzma.LZMAError:
-        raise ArchiveError("corrupt archive: index does not decompress") from None
+def _decode_index(raw: bytes, version: int, payload_start: int, payload_end: int) -> tuple[list[Entry], bytes | None]:
+    """Entries (each with its payload's codec, offset, length, CRC32 and decoded size), and the tree digest."""
     r = _Reader(raw)
-    n = r.varint()
+    if version < 3:
+        return _decode_index_v1(r, version)
+    p = r.count(7)  # codec, length, decoded size: 1 byte each at least; CRC32 4
+    codec_names = [r.text("a codec name") for _ in range(p)]
+    lengths = [r.varint() for _ in range(p)]
+    raw_sizes = [r.varint() for _ in range(p)]
+    crcs = [struct.unpack("<I", r.take(4))[0] for _ in range(p)]
+    if payload_start + sum(lengths) != payload_end:
+        raise ArchiveError("corrupt archive: payload lengths do not add up to the payload area")
+    offsets, pos = [], payload_start
+    for length in lengths:
+        offsets.append(pos)
+        pos += length
+    n = r.count(3 + 5 + 8)  # path, fidelity, meta; symlink byte, mode, size, payload, start; digest
     paths = [r.blob().decode("utf-8", "surrogateescape") for _ in range(n)]
-    codec_names = [r.blob().decode() for _ in range(n)]
-    fidelities = [r.blob().decode() for _ in range(n)]
-    metas = [r.blob() for _ in range(n)]
-    flags = r.take(n)
-    sizes = [(r.varint(), r.varint(), r.varint()) for _ in range(n)]
+    fidelities = [r.text("a fidelity") for _ in range(n)]
+    metas = [_parse_meta(r.blob()) for _ in range(n)]
+    kinds = r.take(n)
+    modes = [r.varint(PERMISSION_BITS) for _ in range(n)]
+    sizes = [r.varint() for _ in range(n)]
+    ids = [r.varint(p - 1) for _ in range(n)]
+    starts = [r.varint() for _ in range(n)]
     entries = []
     for k in range(n):
+        if kinds[k] > 1:
+            raise ArchiveError(f"corrupt archive: unknown entry kind {kinds[k]}")
+        i = ids[k]
+        entries.append(Entry(paths[k], sizes[k], r.take(ENTRY_DIGEST_BYTES[version]), codec_names[i], fidelities[k],
+                             bool(modes[k] & 0o111), bool(kinds[k]), offsets[i], lengths[i], crcs[i], metas[k],
+                             mode=None if kinds[k] else modes[k], start=starts[k], raw_size=raw_sizes[i], payload_id=i))
+    digest = r.take(32)
+    if r.pos != len(raw):
+        raise ArchiveError("corrupt archive: trailing bytes in index")
+    if set(ids) != set(range(p)):
+        raise ArchiveError("corrupt archive: a payload no entry uses")
+    return entries, digest
+
+
+def _decode_index_v1(r: _Reader, version: int) -> tuple[list[Entry], bytes | None]:
+    """Formats 1-2: each entry carries its own payload's codec, offset, length and CRC32."""
+    n = r.count(4 + 1 + 3 + ENTRY_DIGEST_BYTES[version] + 4)
+    paths = [r.blob().decode("utf-8", "surrogateescape") for _ in range(n)]
+    codec_names = [r.text("a codec name") for _ in range(n)]
+    fidelities = [r.text("a fidelity") for _ in range(n)]
+    metas = [_parse_meta(r.blob()) for _ in range(n)]
+    flags = r.take(n)
+    sizes = [(r.varint(), r.varint(), r.varint()) for _ in range(n)]
+    entries, ids = [], {}
+    for k in range(n):
+        if flags[k] > 3:
+            raise ArchiveError(f"corrupt archive: unknown entry flags {flags[k]}")
         sha = r.take(ENTRY_DIGEST_BYTES[version])
         crc = struct.unpack("<I", r.take(4))[0]
         size, offset, length = sizes[k]
+        key = (codec_names[k], offset, length, crc)
+        holes = metas[k].get("holes")
+        # a seed's size was not recorded: a seed is never longer than the original plus one separator a hole
+        raw_size = size + len(holes) if fidelities[k] != "exact" and isinstance(holes, list) else None
         entries.append(Entry(paths[k], size, sha, codec_names[k], fidelities[k], bool(flags[k] & 2), bool(flags[k] & 1),
-                             offset, length, crc, json.loads(metas[k]) if metas[k] else {}))
+                             offset, length, crc, metas[k], raw_size=raw_size, payload_id=ids.setdefault(key, len(ids))))
     digest = r.take(32) if version >= 2 else None
-    if r.pos != len(raw):
+    if r.pos != len(r.data):
         raise ArchiveError("corrupt archive: trailing bytes in index")
     return entries, digest
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+def _parse_json(blob: bytes, what: str):
+    try:
+        return json.loads(blob.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ArchiveError(f"corrupt archive: {what} is not UTF-8 JSON") from None
+
+
+def _parse_meta(blob: bytes) -> dict:
+    if not blob:
+        return {}
+    meta = _parse_json(blob, "entry meta")
+    if not isinstance(meta, dict) or not meta:
+        raise ArchiveError("corrupt archive: entry meta is not a JSON object")
+    return meta
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+# The entry meta keys codeseed knows, and the type of each (others are kept and ignored).
+META_TYPES = {"n": _is_int, "holes": lambda v: isinstance(v, list) and all(_is_int(h) and h >= 0 for h in v),
+              "stops": lambda v: isinstance(v, str) and v.isascii(),  # seeded.Seed.parse checks the letters
+              "budget": _is_number, "similarity": _is_number}
+
+
+def _check_entries(entries: list[Entry], model: dict | None, version: int) -> None:
+    """Types and ranges of every entry field that the index alone can tell wrong."""
+    for e in entries:
+        where = f"entry {e.path!r}"
+        if e.fidelity not in FIDELITIES:
+            raise ArchiveError(f"corrupt archive: {where} has an unknown fidelity {e.fidelity!r}")
+        if not e.codec or len(e.codec) > 32 or not e.codec.isascii() or not e.codec.isprintable():
+            raise ArchiveError(f"corrupt archive: {where} has a bad codec name")
+        for key, ok in META_TYPES.items():
+            if key in e.meta and not ok(e.meta[key]):
+                raise ArchiveError(f"corrupt archive: {where} has a bad meta {key!r}")
+        seeded = e.fidelity != "exact"
+        if e.codec == "lm" or seeded:
+            if model is None:
+                raise ArchiveError(f"corrupt archive: {where} needs a model but the header names none")
+        if "n" in e.meta and not 0 < e.meta["n"] <= (e.decoded_size() if seeded else e.size):
+            raise ArchiveError(f"corrupt archive: {where} has a token count out of range (a token is a byte at least)")
+        if e.codec == "lm" and "n" not in e.meta and version < 3:  # format 3: a copy of a stream member
+            raise ArchiveError(f"corrupt archive: {where} is LM-coded without a token count")
+        if seeded:
+            holes = e.meta.get("holes")
+            if holes is None or sum(holes) > e.size or len(e.meta.get("stops", "")) not in (0, len(holes)):
+                raise ArchiveError(f"corrupt archive: {where} has bad seed hints")
+            if e.codec == "lm" and version >= 3:  # a seed in the LM stream: its length is what decodes
+                if e.start > e.decoded_size():
+                    raise ArchiveError(f"corrupt archive: {where} lies outside its payload")
+            elif e.start or e.decoded_size() > e.size + len(holes):
+                raise ArchiveError(f"corrupt archive: {where} has a seed longer than its file")
+        elif e.start + e.size > e.decoded_size():
+            raise ArchiveError(f"corrupt archive: {where} lies outside its payload")
+        if e.is_symlink and (seeded or e.codec == "lm" or e.meta):
+            raise ArchiveError(f"corrupt archive: symlink {e.path!r} is not stored exact")
+        if e.codec == "stored" and e.length != e.decoded_size() and not (seeded and version < 3):
+            raise ArchiveError(f"corrupt archive: {where} is stored but its lengths differ")
+
+
+def _check_header(h) -> Header:
+    if not isinstance(h, dict) or not {"flags", "model", "settings"} <= set(h):
+        raise ArchiveError("corrupt archive (unreadable header)")
+    flags, model, settings = h["flags"], h["model"], h["settings"]
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise ArchiveError("corrupt archive (header flags are not a list of strings)")
+    if model is not None and not (isinstance(model, dict) and isinstance(model.get("id"), str)
+                                  and isinstance(model.get("sha256"), str)):
+        raise ArchiveError("corrupt archive (header model is not {id, sha256})")
+    if not isinstance(settings, dict):
+        raise ArchiveError("corrupt archive (header settings are not an object)")
+    lm = settings.get("lm")
+    if lm is not None and not isinstance(lm, dict):  # its values: exact.decode checks them
+        raise ArchiveError("corrupt archive (bad LM settings)")
+    fill = settings.get("fill")
+    if fill is not None and not (isinstance(fill, dict) and _is_int(fill.get("no_repeat", 0))
+                                 and 0 <= fill.get("no_repeat", 0) <= 1 << 16):
+        raise ArchiveError("corrupt archive (bad fill settings)")
+    return Header(flags, model, settings)
+
+
 # ---------------------------------------------------------------- write / read
 
-def write(dst: Path, header: Header, entries: list[Entry], payloads: list[bytes], version: int = FORMAT_VERSION) -> int:
-    """Write atomically (temporary file, then rename); fills offsets and CRCs; returns the size.
-    `version` below the current one is for compatibility tests only."""
+def write(dst: Path, header: Header, entries: list[Entry], payloads: list[bytes]) -> int:
+    """Write atomically (temporary file, then rename), in format FORMAT_VERSION; returns the size.
+
+    `payloads[i]` is entry i's coded payload; entries whose payloads are equal (same codec and
+    bytes) share one stored copy, which is how a solid block's entries (each with its `start` and
+    the block's `raw_size`) and identical files are stored once. Fills each entry's offset, length,
+    CRC32 and payload_id."""
     dst = Path(dst)
     fd, tmp = tempfile.mkstemp(prefix=".cseed-", dir=dst.parent or ".")
     try:
         with os.fdopen(fd, "wb") as fh:
             hdr = header.to_bytes()
-            fh.write(MAGIC + struct.pack("<HI", version, len(hdr)) + hdr + struct.pack("<I", zlib.crc32(hdr)))
+            fh.write(MAGIC + struct.pack("<HI", FORMAT_VERSION, len(hdr)) + hdr + struct.pack("<I", zlib.crc32(hdr)))
             pos = fh.tell()
-            stored: dict[bytes, tuple[int, int]] = {}
+            table: list[tuple[str, int, int, int]] = []  # (codec, length, decoded size, CRC32)
+            offsets: list[int] = []
+            stored: dict[tuple[str, bytes], int] = {}
+            ids = []
             for e, payload in zip(entries, payloads, strict=True):
-                key = e.codec.encode() + b"\0" + payload
+                if e.codec == "stored" and e.raw_size is None:
+                    e.raw_size = len(payload)  # a stored payload is its decoded self
+                if e.fidelity != "exact" and e.raw_size is None:
+                    raise ValueError(f"seeded entry {e.path!r} needs raw_size (its seed's length)")
+                key = (e.codec, payload)
                 if key not in stored:
+                    stored[key] = len(table)
+                    table.append((e.codec, len(payload), e.decoded_size(), zlib.crc32(payload)))
+                    offsets.append(pos)
                     fh.write(payload)
-                    stored[key] = (pos, len(payload))
                     pos += len(payload)
-                e.offset, e.length = stored[key]
-                e.crc32 = zlib.crc32(payload)
-            index = _encode_index(entries, version)
+                i = stored[key]
+                if table[i][2] != e.decoded_size():
+                    raise ValueError(f"entries sharing a payload disagree on its decoded size ({e.path!r})")
+                e.offset, e.length, e.crc32, e.payload_id = offsets[i], table[i][1], table[i][3], i
+                ids.append(i)
+            raw = _encode_index(entries, ids, table)
+            index = codecs.xz_encode(raw)  # raw LZMA2: the footer's CRC already guards the index
             fh.write(index)
-            fh.write(FOOTER.pack(pos, len(index), zlib.crc32(index), END_MAGIC))
+            fh.write(FOOTERS[FORMAT_VERSION].pack(pos, len(index), len(raw), zlib.crc32(index), END_MAGIC))
             size = fh.tell()
             fh.flush()
             os.fsync(fh.fileno())
@@ -174,7 +384,7 @@ def write(dst: Path, header: Header, entries: list[Entry], payloads: list[bytes]
 
 
 class Archive:
-    """A read-only view of a .cseed file; every read is checked."""
+    """A read-only view of a .cseed file; every field is checked when it is opened, every read after."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -184,45 +394,64 @@ class Archive:
             raise ArchiveError(f"{path}: is a directory, not an archive") from None
         except OSError as e:
             raise ArchiveError(f"{path}: cannot open ({e.strerror})") from None
+        try:
+            self._read()
+        except ArchiveError as e:
+            self._fh.close()
+            msg = str(e)
+            raise ArchiveError(msg if msg.startswith(f"{path}:") else f"{path}: {msg}") from None
+        except BaseException:
+            self._fh.close()
+            raise
+
+    def _read(self) -> None:
         self.size = os.fstat(self._fh.fileno()).st_size
         head = self._fh.read(14)
         if len(head) < 14 or head[:8] != MAGIC:
-            raise ArchiveError(f"{path}: not a codeseed archive (bad magic)")
+            raise ArchiveError("not a codeseed archive (bad magic)")
         version, hlen = struct.unpack("<HI", head[8:14])
         if version > FORMAT_VERSION:
-            raise ArchiveError(f"{path}: archive format version {version} is newer than this codeseed reads "
+            raise ArchiveError(f"archive format version {version} is newer than this codeseed reads "
                                f"({FORMAT_VERSION}); upgrade codeseed")
         if version < 1:
-            raise ArchiveError(f"{path}: unknown archive format version {version}")
-        if 14 + hlen + 4 + FOOTER.size > self.size:
-            raise ArchiveError(f"{path}: truncated archive")
+            raise ArchiveError(f"unknown archive format version {version}")
+        self.version = version
+        footer = FOOTERS[version]
+        if 14 + hlen + 4 + footer.size > self.size:
+            raise ArchiveError("truncated archive")
         hdr = self._fh.read(hlen)
         (hcrc,) = struct.unpack("<I", self._fh.read(4))
         if zlib.crc32(hdr) != hcrc:
-            raise ArchiveError(f"{path}: corrupt archive (header checksum mismatch)")
-        try:
-            h = json.loads(hdr)
-            self.header = Header(h["flags"], h["model"], h["settings"])
-        except (ValueError, KeyError, TypeError):
-            raise ArchiveError(f"{path}: corrupt archive (unreadable header)") from None
+            raise ArchiveError("corrupt archive (header checksum mismatch)")
+        self.header = _check_header(_parse_json(hdr, "header"))
         self.payload_start = 14 + hlen + 4
-        self._fh.seek(self.size - FOOTER.size)
-        ioff, ilen, icrc, end = FOOTER.unpack(self._fh.read(FOOTER.size))
-        if end != END_MAGIC:
-            raise ArchiveError(f"{path}: truncated or corrupt archive (no end marker)")
-        if ioff < self.payload_start or ioff + ilen != self.size - FOOTER.size:
-            raise ArchiveError(f"{path}: corrupt archive (bad index position)")
+        self._fh.seek(self.size - footer.size)
+        fields = footer.unpack(self._fh.read(footer.size))
+        if fields[-1] != END_MAGIC:
+            raise ArchiveError("truncated or corrupt archive (no end marker)")
+        ioff, ilen, icrc = fields[0], fields[1], fields[-2]
+        raw_len = fields[2] if version >= 3 else MAX_INDEX_BYTES
+        if ioff < self.payload_start or ioff + ilen != self.size - footer.size or raw_len > MAX_INDEX_BYTES:
+            raise ArchiveError("corrupt archive (bad index position)")
         self._fh.seek(ioff)
         index = self._fh.read(ilen)
         if zlib.crc32(index) != icrc:
-            raise ArchiveError(f"{path}: corrupt archive (index checksum mismatch)")
-        self.entries, self.tree_digest = _decode_index(index, version)
+            raise ArchiveError("corrupt archive (index checksum mismatch)")
+        try:
+            raw = codecs.xz_decode(index, raw_len)
+        except ArchiveError:
+            raise ArchiveError("corrupt archive (index does not decompress)") from None
+        if len(raw) > raw_len or (version >= 3 and len(raw) != raw_len):
+            raise ArchiveError("corrupt archive (index size differs from the footer's)")
         self.payload_end = ioff
+        self.entries, self.tree_digest = _decode_index(raw, version, self.payload_start, ioff)
         for e in self.entries:
             if e.offset < self.payload_start or e.offset + e.length > self.payload_end:
-                raise ArchiveError(f"{path}: corrupt archive (entry {e.path!r} points outside the payload area)")
+                raise ArchiveError(f"corrupt archive (entry {e.path!r} points outside the payload area)")
+        _check_entries(self.entries, self.header.model, version)
 
     def payload(self, e: Entry) -> bytes:
+        """Entry e's coded payload (a whole block for a block's entries), its CRC32 checked."""
         self._fh.seek(e.offset)
         data = self._fh.read(e.length)
         if len(data) != e.length or zlib.crc32(data) != e.crc32:

@@ -1,17 +1,43 @@
-"""Command line: `codeseed pack|unpack|info|test`. Exit codes are listed in README.md."""
+"""Command line: `codeseed pack|unpack|info|test`. Exit codes are listed in README.md.
+
+Imports are light: nothing here loads torch, transformers or the model until a command needs
+them (`--help`, `info` and the classical mode never do).
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import unicodedata
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 import codeseed
-from codeseed import archive
 from codeseed.errors import CodeseedError
+
+
+def display(name: str) -> str:
+    """A name as `ls` and `tar -t` print it: bytes that are not UTF-8, control characters and
+    backslashes escaped (\\ooo octal, \\n, \\t, \\\\), so any name prints on any terminal and
+    cannot move the cursor or fake other lines."""
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name holds (from JSON): printed as its bytes
+        raw = name.encode("utf-8", "surrogatepass")
+    text = raw.decode("utf-8", "surrogateescape")
+    out = []
+    for ch in text:
+        if "\udc80" <= ch <= "\udcff":
+            out.append(f"\\{ord(ch) - 0xdc00:03o}")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch in "\n\t\r":
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}[ch])
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append("".join(f"\\{b:03o}" for b in ch.encode("utf-8", "surrogatepass")))
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _human(n: float) -> str:
@@ -22,6 +48,12 @@ def _human(n: float) -> str:
     return str(n)
 
 
+def _show_progress(args: argparse.Namespace) -> bool:
+    """--progress forces progress output (bars on a terminal, a line every few seconds otherwise),
+    --no-progress silences it; by default it follows -q."""
+    return not args.quiet if args.progress is None else args.progress
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     mode = "classical" if args.classical else "exact" if args.exact else "seeded"
     if args.test_cmd and mode != "seeded":
@@ -29,31 +61,54 @@ def cmd_pack(args: argparse.Namespace) -> int:
     report = codeseed.pack(args.src, args.output, mode=mode, model=args.model, budget=args.budget,
                            min_similarity=args.min_similarity, test_cmd=args.test_cmd, test_timeout=args.test_timeout,
                            lossy_code=args.lossy_code,
-                           allow_failing_tests=args.allow_failing_tests, verify=not args.no_verify,
-                           no_ignore=args.no_ignore, force=args.force, quiet=args.quiet)
+                           allow_failing_tests=args.allow_failing_tests, verify=args.verify,
+                           no_ignore=args.no_ignore, ignore_unreadable=args.ignore_unreadable, force=args.force,
+                           quiet=args.quiet, progress=_show_progress(args))
     if args.json:
         print(json.dumps({"archive": str(report.archive), "archive_bytes": report.archive_bytes,
                           "raw_bytes": report.raw_bytes, "test_runs": report.test_runs,
                           **({"xz_bytes": report.xz_bytes, "exact_estimate_bytes": round(report.exact_estimate)}
                              if report.xz_bytes is not None else {}),
-                          "files": [f.__dict__ for f in report.files]}, indent=2))
+                          "files": [f.__dict__ for f in report.files],
+                          "left_out": [x.__dict__ for x in report.left_out],
+                          "left_out_counts": _counts(report.left_out)}, indent=2))
     elif mode == "seeded" and not args.quiet:
         _pack_table(report)
     if not args.quiet:
+        for x in report.left_out:
+            if x.reason != "ignored" or args.verbose:
+                print(f"codeseed: {'warning: ' if x.reason != 'ignored' else ''}left out {display(x.path)}: "
+                      f"{x.reason}" + (f" ({x.detail})" if x.detail else ""), file=sys.stderr)
+        counts = _counts(report.left_out)
+        left = (f"; left out {', '.join(f'{n} {why}' for why, n in counts.items())}"
+                + ("" if args.verbose else " (-v lists them)")) if counts else ""
         print(f"{args.src} -> {report.archive}: {len(report.files)} files, {_human(report.raw_bytes)} -> "
               f"{_human(report.archive_bytes)} ({100 * report.ratio:.1f}%)"
-              + (f", {report.test_runs} test runs" if report.test_runs else ""), file=sys.stderr)
+              + (f", {report.test_runs} test runs" if report.test_runs else "") + left, file=sys.stderr)
     return 0
 
 
+def _counts(left_out) -> dict[str, int]:
+    """How many were left out, by reason; a folder counts once (its files are not listed)."""
+    counts: dict[str, int] = {}
+    for x in left_out:
+        key = x.reason + (" folders" if x.path.endswith("/") else "")
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def _pack_table(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
     table = Table(title="seeded pack", title_justify="left")
     for col in ("path", "fidelity", "budget", "bytes", "stored"):
         table.add_column(col, justify="left" if col in ("path", "fidelity") else "right")
     counts: dict[str, int] = {}
     for f in report.files:
         counts[f.fidelity] = counts.get(f.fidelity, 0) + 1
-        table.add_row(f.path, f.fidelity, "" if f.budget is None else f"{f.budget:.2f}", str(f.size), str(f.stored_bytes))
+        table.add_row(Text(display(f.path)), f.fidelity, "" if f.budget is None else f"{f.budget:.2f}", str(f.size),
+                      str(f.stored_bytes))
     Console(stderr=True).print(table)
     print("fidelity: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=sys.stderr)
     est, xz = report.exact_estimate, report.xz_bytes
@@ -63,48 +118,64 @@ def _pack_table(report) -> None:
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
-    report = codeseed.unpack(args.archive, args.output, model=args.model, force=args.force, quiet=args.quiet)
+    report = codeseed.unpack(args.archive, args.output, model=args.model, force=args.force, quiet=args.quiet,
+                             skip_unsafe=args.skip_unsafe, progress=_show_progress(args))
     if not args.quiet:
-        print(f"{args.archive} -> {report.dest}: {report.files} files, {_human(report.bytes)}", file=sys.stderr)
+        for p in report.skipped:
+            print(f"codeseed: warning: skipped unsafe entry {display(p.path)}: {display(p.reason)}", file=sys.stderr)
+        print(f"{args.archive} -> {report.dest}: {report.files} files, {_human(report.bytes)}"
+              + (f"; skipped {len(report.skipped)} unsafe" if report.skipped else ""), file=sys.stderr)
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from codeseed import archive
     with archive.Archive(args.archive) as arc:
         entries, header, size = arc.entries, arc.header, arc.size
     if args.json:
         print(json.dumps({"archive": str(args.archive), "archive_bytes": size, "model": header.model,
                           "flags": header.flags, "settings": header.settings,
-                          "entries": [{"path": e.path, "size": e.size, "stored_bytes": e.length, "codec": e.codec,
-                                       "fidelity": e.fidelity, "executable": e.executable, "symlink": e.is_symlink,
+                          "entries": [{"path": e.path, "size": e.size, "stored_bytes": e.stored_share(),
+                                       "codec": e.codec, "solid": e.fidelity == "exact" and e.decoded_size() > e.size,
+                                       "fidelity": e.fidelity, "mode": oct(e.permissions()) if not e.is_symlink else None,
+                                       "executable": e.executable, "symlink": e.is_symlink,
                                        "sha256": e.sha256.hex(), **({"meta": e.meta} if e.meta else {})}
                                       for e in entries]}, indent=2))
         return 0
-    table = Table(title=f"{args.archive}", title_justify="left")
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+    table = Table(title=Text(display(str(args.archive))), title_justify="left")
     for col, just in (("path", "left"), ("size", "right"), ("stored", "right"), ("codec", "left"),
                       ("fidelity", "left")):
         table.add_column(col, justify=just)
     for e in entries:
-        name = e.path + (" -> (link)" if e.is_symlink else "") + (" *" if e.executable else "")
+        name = display(e.path) + (" -> (link)" if e.is_symlink else "") + (" *" if e.executable else "")
         fid = e.fidelity
-        if "budget" in e.meta:
+        if "budget" in e.meta and "similarity" in e.meta:
             fid += f" (budget {e.meta['budget']:.2f}, AST sim {e.meta['similarity']:.2f})"
-        table.add_row(name, str(e.size), str(e.length), e.codec, fid)
+        solid = e.fidelity == "exact" and e.decoded_size() > e.size
+        table.add_row(Text(name), str(e.size), str(e.stored_share()), Text(display(e.codec) + (" solid" if solid else "")),
+                      fid)
     raw = sum(e.size for e in entries)
     table.add_section()
     table.add_row(f"{len(entries)} entries", str(raw), str(size), "", f"{100 * size / raw:.1f}%" if raw else "")
     Console(width=max(100, Console().width)).print(table)
     if header.model:
-        print(f"model: {header.model.get('id')} sha256 {header.model.get('sha256', '')[:16]}...")
+        print(f"model: {display(header.model['id'])} sha256 {display(header.model['sha256'][:16])}...")
     return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    """Decode every entry and check it, writing nothing (like `zstd -t`)."""
-    from codeseed.unpacking import check_paths, decode_entries, load_model_for
+    """Decode every entry and check it as unpack would (every rule, every checksum), writing nothing,
+    like `zstd -t`."""
+    from codeseed import archive
+    from codeseed.progress import bars
+    from codeseed.unpacking import checked_entries, decode_all, load_model_for
     with archive.Archive(args.archive) as arc:
-        check_paths(arc.entries)
-        decode_entries(arc, load_model_for(arc, args.model))
+        checked_entries(arc)
+        with bars(_show_progress(args)) as bar:
+            decode_all(arc, load_model_for(arc, args.model), bar)
         n = len(arc.entries)
     if not args.quiet:
         print(f"{args.archive}: OK ({n} entries)", file=sys.stderr)
@@ -115,6 +186,9 @@ AUDIT_FAILED = 9
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     from codeseed.audit import audit, read_baseline, write_baseline
     if not args.paths and not args.staged and args.diff is None:
         raise CodeseedError("audit: name files or folders to audit, or use --staged or --diff REV")
@@ -141,7 +215,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             if col:
                 table.add_column(col, justify="left" if col in ("path", "flags") else "right")
         for f in report.files:
-            row = [f.path, f"{f.raw_bytes:,}", f"{f.zstd_bytes:,}", f"{f.info_bytes:,.0f}" + ("" if f.scored else "~"),
+            row = [display(f.path), f"{f.raw_bytes:,}", f"{f.zstd_bytes:,}", f"{f.info_bytes:,.0f}" + ("" if f.scored else "~"),
                    f"{f.bits_per_byte:.2f}" + ("" if f.scored else "~")]
             if change:
                 row.append(f"{f.added_info_bytes:,.0f}" + ("" if f.added_scored else "~"))
@@ -149,7 +223,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         Console(width=max(110, Console().width), stderr=True).print(table)
     for f in report.files:
         for flag in f.flags:
-            print(f"{f.path}:{flag.line or 0}: {flag.kind}: {flag.message}")
+            print(f"{display(f.path)}:{flag.line or 0}: {flag.kind}: {flag.message}")
     for flag in report.flags:
         print(f"(change): {flag.kind}: {flag.message}")
     if not args.quiet:
@@ -170,7 +244,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from codeseed.errors import VerificationError
     from codeseed.verify import SuiteRunner
     with tempfile.TemporaryDirectory(prefix="codeseed-verify-") as tmp:
-        codeseed.unpack(args.archive, Path(tmp) / "tree", model=args.model, quiet=args.quiet)
+        codeseed.unpack(args.archive, Path(tmp) / "tree", model=args.model, quiet=args.quiet,
+                        progress=_show_progress(args))
         if not SuiteRunner(args.test_cmd, args.test_timeout).passes(Path(tmp) / "tree"):
             raise VerificationError(f"{args.archive}: the test command fails on the unpacked tree")
     if not args.quiet:
@@ -212,9 +287,13 @@ def build_parser(only_audit: bool = False) -> argparse.ArgumentParser:
         return p
     from codeseed.packing import DEFAULT_BUDGET, DEFAULT_MIN_SIMILARITY
 
-    def common(sp: argparse.ArgumentParser) -> None:
+    def common(sp: argparse.ArgumentParser, model: bool = True) -> None:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
-        sp.add_argument("--model", type=Path, help="local Hugging Face model folder (default: the bundled model)")
+        sp.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show progress on stderr even with -q (bars on a terminal, otherwise a line every "
+                             "few seconds), or never (default: unless -q)")
+        if model:
+            sp.add_argument("--model", type=Path, help="local Hugging Face model folder (default: the bundled model)")
 
     sp = sub.add_parser("pack", help="pack a source tree into an archive")
     sp.add_argument("src", type=Path, help="folder to pack")
@@ -240,9 +319,14 @@ def build_parser(only_audit: bool = False) -> argparse.ArgumentParser:
     sp.add_argument("--allow-failing-tests", action="store_true",
                     help="pack even when the test command fails on the original tree (tests then check nothing)")
     sp.add_argument("--json", action="store_true", help="print the pack report as JSON")
-    sp.add_argument("--no-verify", action="store_true", help="skip decoding the LM stream again after encoding")
+    sp.add_argument("--verify", action="store_true", help="decode the archive again after writing it, as `codeseed "
+                                                         "test` does (exact arithmetic makes this a check, not a need)")
     sp.add_argument("--no-ignore", action="store_true", help="pack every file: no .gitignore, no git index "
                                                             "(.git itself is never packed)")
+    sp.add_argument("--ignore-unreadable", action="store_true",
+                    help="leave out files and folders that cannot be read, and say which (default: stop, exit 3)")
+    sp.add_argument("-v", "--verbose", action="store_true",
+                    help="list every file and folder left out (ignored ones are otherwise only counted)")
     common(sp)
     sp.set_defaults(func=cmd_pack)
 
@@ -250,6 +334,9 @@ def build_parser(only_audit: bool = False) -> argparse.ArgumentParser:
     sp.add_argument("archive", type=Path)
     sp.add_argument("-o", "--output", type=Path, required=True, help="folder to write into")
     sp.add_argument("-f", "--force", action="store_true", help="overwrite existing files")
+    sp.add_argument("--skip-unsafe", action="store_true",
+                    help="leave out entries that would be refused (absolute or '..' paths, links leading out of "
+                         "the folder, ...) and extract the rest (default: refuse the archive, exit 7)")
     common(sp)
     sp.set_defaults(func=cmd_unpack)
 
@@ -267,16 +354,22 @@ def build_parser(only_audit: bool = False) -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_verify)
 
-    sp = sub.add_parser("test", help="decode and check every entry, writing nothing")
+    sp = sub.add_parser("test", help="decode and check every entry as unpack would, writing nothing")
     sp.add_argument("archive", type=Path)
     common(sp)
     sp.set_defaults(func=cmd_test)
     return p
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does (the staging folder of an unpack)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(only_audit=argv[:1] == ["audit"]).parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate) if from_command_line else None
     try:
         return args.func(args)
     except CodeseedError as e:
@@ -288,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"codeseed: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

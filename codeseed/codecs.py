@@ -16,6 +16,9 @@ from codeseed.errors import ArchiveError
 
 ZSTD_LEVEL = 19
 ZSTD_WINDOW_LOG = 27  # long window: 128 MiB, so large files still find far matches
+XZ_PRESET = 9 | lzma.PRESET_EXTREME
+XZ_MAX_DICT = 64 << 20  # preset 9's dictionary
+_READ_STEP = 1 << 20    # bounded decoders produce at most this much more than asked for, per step
 
 
 def _zstd_encode(data: bytes) -> bytes:
@@ -25,18 +28,44 @@ def _zstd_encode(data: bytes) -> bytes:
     return zstandard.ZstdCompressor(compression_params=params).compress(data)
 
 
-def _zstd_decode(data: bytes) -> bytes:
-    return zstandard.ZstdDecompressor(max_window_size=1 << ZSTD_WINDOW_LOG).decompress(data)
+def _zstd_decode(data: bytes, limit: int) -> bytes:
+    """At most limit + 1 bytes, whatever the frame header claims (a frame can claim any content size,
+    and `decompress()` would allocate it); frames back to back are read as one stream."""
+    reader = zstandard.ZstdDecompressor(max_window_size=1 << ZSTD_WINDOW_LOG).stream_reader(
+        data, read_across_frames=True)
+    out = bytearray()
+    while len(out) <= limit:
+        chunk = reader.read(min(_READ_STEP, limit + 1 - len(out)))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+def _xz_filters(size: int) -> list[dict]:
+    # The dictionary need not exceed the data: a raw LZMA2 stream does not record its dictionary
+    # size, the output is the same as with preset 9's 64 MiB (checked on this repository's files),
+    # and setting up 64 MiB cost ~33 ms a call (measured), which dominated trees of small files.
+    return [{"id": lzma.FILTER_LZMA2, "preset": XZ_PRESET, "dict_size": min(XZ_MAX_DICT, max(4096, size))}]
 
 
 def xz_encode(data: bytes) -> bytes:
     # raw LZMA2 stream: the .xz container's 60 bytes of framing matter on small source files
-    return lzma.compress(data, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2,
-                                                                  "preset": 9 | lzma.PRESET_EXTREME}])
+    return lzma.compress(data, format=lzma.FORMAT_RAW, filters=_xz_filters(len(data)))
 
 
-def xz_decode(data: bytes) -> bytes:
-    return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
+def xz_decode(data: bytes, limit: int) -> bytes:
+    """At most limit + 1 bytes; ArchiveError if the stream is cut short or followed by other bytes.
+    The dictionary is sized for `limit` (no match reaches further back than the output is long):
+    a fixed default of 8 MiB failed on files over 8 MiB with matches further back."""
+    dec = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2,
+                                                                  "dict_size": min(XZ_MAX_DICT, max(4096, limit))}])
+    out = dec.decompress(data, max_length=limit + 1)
+    if len(out) > limit:
+        return out
+    if not dec.eof or dec.unused_data:
+        raise ArchiveError("corrupt payload (xz: " + ("stream cut short)" if not dec.eof else "bytes after the end)"))
+    return out
 
 
 # Lock files (uv.lock, poetry.lock, go.sum...) are mostly SHA-256 / BLAKE2 digests in hex: pure
@@ -81,9 +110,13 @@ def _hex_encode(data: bytes) -> bytes:
     return varint(len(side)) + side + nibbles
 
 
-def _hex_decode(payload: bytes) -> bytes:
+def _hex_decode(payload: bytes, limit: int) -> bytes:
     n, pos = read_varint(payload, 0)
-    inner, nibbles = xz_decode(payload[pos:pos + n]), payload[pos + n:]
+    # the side stream holds the run table (a varint a run of >= HEX_MIN_RUN digits) and the skeleton
+    inner_limit = limit + 10 * (limit // HEX_MIN_RUN + 2)
+    inner, nibbles = xz_decode(payload[pos:pos + n], inner_limit), payload[pos + n:]
+    if len(inner) > inner_limit or 2 * len(nibbles) > limit + 1:
+        raise ValueError("decodes to more than the declared size")
     count, pos = read_varint(inner, 0)
     lengths = []
     for _ in range(count):
@@ -108,32 +141,47 @@ def _hex_eligible(data: bytes) -> bool:
 class Codec:
     name: str
     encode: Callable[[bytes], bytes]
-    decode: Callable[[bytes], bytes]
+    decode: Callable[[bytes, int], bytes]  # (payload, limit) -> at most limit + 1 bytes
 
 
 CLASSICAL = {
-    "stored": Codec("stored", bytes, bytes),
+    "stored": Codec("stored", bytes, lambda payload, limit: payload),
     "zstd": Codec("zstd", _zstd_encode, _zstd_decode),
     "xz": Codec("xz", xz_encode, xz_decode),
     "hex": Codec("hex", _hex_encode, _hex_decode),
 }
 
 
-def best_classical(data: bytes) -> tuple[str, bytes]:
-    """The smallest classical encoding of `data` (ties go to the faster codec, listed first)."""
+# Codecs a solid block (several small files coded together) may use, tried in this order; the
+# smallest wins. Any classical codec can code a block: a block is just a payload that entries slice.
+BLOCK_CODECS = ("zstd", "xz")
+
+
+def best_classical(data: bytes, names: tuple[str, ...] | None = None) -> tuple[str, bytes]:
+    """The smallest classical encoding of `data` among `names` (default: zstd, xz, and hex where
+    eligible) or stored; ties go to the codec listed first."""
     best_name, best = "stored", data
     if data:
-        for name in ("zstd", "xz") + (("hex",) if _hex_eligible(data) else ()):
+        for name in names or (("zstd", "xz") + (("hex",) if _hex_eligible(data) else ())):
             enc = CLASSICAL[name].encode(data)
             if len(enc) < len(best):
                 best_name, best = name, enc
     return best_name, best
 
 
-def decode_classical(codec: str, payload: bytes) -> bytes:
+def decode_classical(codec: str, payload: bytes, size: int, exact_size: bool = True) -> bytes:
+    """Decode a payload whose declared decoded size is `size` bytes (`exact_size`: exactly that
+    many; otherwise at most). Never produces more than size + 1 bytes, whatever the payload claims,
+    so a decompression bomb costs no more memory than its declared size. ArchiveError (exit 4) on
+    an unknown codec, a corrupt payload, or a size other than declared."""
     if codec not in CLASSICAL:
         raise ArchiveError(f"unknown codec {codec!r} (archive from a newer codeseed?)")
     try:
-        return CLASSICAL[codec].decode(payload)
+        data = CLASSICAL[codec].decode(payload, size)
     except (lzma.LZMAError, zstandard.ZstdError, ValueError) as e:
         raise ArchiveError(f"corrupt payload ({codec}: {e})") from None
+    if len(data) > size:
+        raise ArchiveError(f"corrupt payload ({codec}: decodes to more than the {size} bytes declared)")
+    if exact_size and len(data) != size:
+        raise ArchiveError(f"corrupt payload ({codec}: decodes to {len(data)} bytes, {size} declared)")
+    return data

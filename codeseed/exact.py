@@ -1,113 +1,91 @@
-"""Exact mode: choose, per file, the LM codec or the best classical codec; decode the LM stream back.
+"""Exact mode: one LM stream for the text files, the best classical codec for the rest, by measured size.
 
-Text files (UTF-8, exact token round trip, at most LM_MAX_BYTES) are LM candidates. Candidates
-are coded in batches (lmcodec); each then keeps whichever of its LM payload and its best classical
-payload is smaller, so no file is stored larger than zstd/xz would store it. After encoding, pack
-decodes the LM stream again (unless verify=False) and stores any file that does not round-trip
-with a classical codec instead, saying so.
+Text files (model candidates, candidates.py, whose tokens decode back to exactly their bytes) go
+through the LM stream (lmcodec.py), each distinct content once. Scoring the stream gives every
+file's exact coded size; a file keeps the stream only where that is smaller than its best classical
+payload, and the stream is then range-coded with the kept files alone. The others stay in the stream
+as *known* files: the decoder reads them from their classical payload and feeds their tokens, so
+that every file's frequencies are what the encoder scored.
+
+In the archive (format 3) the stream is one payload of codec "lm" whose decoded bytes are the kept
+files back to back; each stream member carries its token count in meta ("n"), in index order, and
+each kept file its place (`start`) in the decoded payload. Other copies of a member's content point
+to the same data without a token count. Formats 1-2 coded each file alone with the float engine
+(legacy.py), and still decode that way.
 """
 from __future__ import annotations
 
-import sys
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from codeseed import codecs, lmcodec
-from codeseed.archive import Archive, Entry
+from codeseed.archive import Archive
+from codeseed.candidates import model_candidate
 from codeseed.errors import ArchiveError, ModelMismatchError
 from codeseed.model import CodeModel
 from codeseed.walk import SourceFile
 
-LM_MAX_BYTES = 128_000  # larger files go to classical codecs: semver's 240 KB uv.lock is mostly hashes, and the
-                        # LM codec with mixing gave 2.42 bits/byte on it against xz's 2.03 (measured)
 LM_CODEC = "lm"
+ENGINE = "exact-1"  # the arithmetic the stream was coded with (engine.py, cm.py): recorded in the header
 
 
 @dataclass
 class EncodedFile:
+    """A file's payload as pack writes it; `start` and `raw_size` place it in a shared payload."""
     codec: str
     payload: bytes
-    meta: dict
-    lm_bytes: int | None = None       # size of the LM payload, whether chosen or not
+    meta: dict = field(default_factory=dict)
+    start: int = 0
+    raw_size: int | None = None
+    lm_bytes: float | None = None     # its exact size in the LM stream, whether chosen or not
     classical_bytes: int = 0
 
 
 def classical(f: SourceFile) -> EncodedFile:
     """The best classical encoding of a file; a symlink's target is stored as is."""
     name, payload = ("stored", f.data) if f.is_symlink else codecs.best_classical(f.data)
-    return EncodedFile(name, payload, {}, None, len(payload))
+    return EncodedFile(name, payload, {}, classical_bytes=len(payload))
 
 
-def header_settings(model: CodeModel, settings: lmcodec.MixSettings) -> dict:
-    import torch
-    import transformers
-    return {"lm": settings.to_dict(), "backend": {"torch": torch.__version__, "transformers": transformers.__version__}}
+def header_settings(settings: lmcodec.StreamSettings) -> dict:
+    return {"lm": settings.to_dict(), "engine": ENGINE}
 
 
-def encode(files: list[SourceFile], model: CodeModel, settings: lmcodec.MixSettings, verify: bool = True,
-           progress=None) -> list[EncodedFile]:
+def encode(files: list[SourceFile], model: CodeModel, settings: lmcodec.StreamSettings | None = None,
+           progress=None) -> tuple[list[EncodedFile], lmcodec.StreamSettings]:
+    """Each file's payload: the LM stream's or its best classical one, whichever is smaller. Returns
+    the payloads (files in order) and the stream's settings (for the archive header)."""
     out = [classical(f) for f in files]
-    cands = [i for i, f in enumerate(files) if not f.is_symlink and 0 < len(f.data) <= LM_MAX_BYTES]
-    tokens = {i: model.tokenize_exact(files[i].data) for i in cands}
-    cands = [i for i in cands if tokens[i]]
-    chunks = [(cands[f], a, e) for f, a, e in lmcodec.plan_chunks([len(tokens[i]) for i in cands],
-                                                                      settings.chunk_tokens)]
-    batches = lmcodec.plan_batches(len(chunks), settings.batch_rows)
-    total = sum(len(tokens[i]) for i in cands)
-    task = progress.add_task("LM encode", total=total * (2 if verify else 1)) if progress else None
-    state = lmcodec.ArchiveState(settings)
-    streams: dict[int, list[bytes]] = {i: [] for i in cands}
-    for batch in batches:
-        rows = [chunks[c] for c in batch]
-        for (i, _, _), payload in zip(rows, lmcodec.encode_batch(model, state, [tokens[i][a:e] for i, a, e in rows])):
-            streams[i].append(payload)
-        if progress:
-            progress.advance(task, sum(e - a for _, a, e in rows))
-    for i in cands:
-        e, payload = out[i], lmcodec.join_chunks(streams[i])
-        e.meta, e.lm_bytes = {"n": len(tokens[i])}, len(payload)
-        if len(payload) < e.classical_bytes:
-            e.codec, e.payload = LM_CODEC, payload
-    if verify:
-        lm = {i: out[i].codec == LM_CODEC for i in cands}
-        got = _decode_stream(model, settings, [(len(tokens[i]), out[i].payload if lm[i] else None,
-                                                None if lm[i] else tokens[i]) for i in cands],
-                             (lambda n: progress.advance(task, n)) if progress else None)
-        for i, toks in zip(cands, got):
-            if lm[i] and toks != tokens[i]:
-                print(f"codeseed: warning: {files[i].path}: LM stream did not decode back; stored with "
-                      "a classical codec instead", file=sys.stderr)
-                out[i].codec, out[i].payload = codecs.best_classical(files[i].data)
-    return out
-
-
-def _decode_stream(model: CodeModel, settings: lmcodec.MixSettings,
-                   files: list[tuple[int, bytes | None, list[int] | None]], advance=None) -> list[list[int]]:
-    """Tokens of the files of an LM stream, in order; each is (token count, LM payload or None,
-    known tokens when its payload is another codec's). Raises ValueError on a malformed stream."""
-    chunks = lmcodec.plan_chunks([n for n, _, _ in files], settings.chunk_tokens)
-    count = Counter(f for f, _, _ in chunks)
-    per_file = {f: lmcodec.split_chunks(payload, count[f]) for f, (_, payload, _) in enumerate(files)
-                if payload is not None}
-    taken = {f: 0 for f in per_file}
-    out: list[list[int]] = [[] for _ in files]
-    state = lmcodec.ArchiveState(settings)
-    for batch in lmcodec.plan_batches(len(chunks), settings.batch_rows):
-        rows, payloads, known = [chunks[c] for c in batch], [], []
-        for f, a, e in rows:
-            if f in per_file:
-                payloads.append(per_file[f][taken[f]])
-                taken[f] += 1
-                known.append(None)
-            else:
-                payloads.append(None)
-                known.append(files[f][2][a:e])
-        for (f, _, _), toks in zip(rows, lmcodec.decode_batch(model, state, [e - a for _, a, e in rows],
-                                                              payloads, known)):
-            out[f].extend(toks)
-        if advance:
-            advance(sum(e - a for _, a, e in rows))
-    return out
+    first: dict[bytes, int] = {}
+    members, tokens = [], []
+    for i, f in enumerate(files):
+        if not model_candidate(f) or f.data in first:
+            continue
+        ids = model.tokenize_exact(f.data)
+        if ids:
+            first[f.data] = i
+            members.append(i)
+            tokens.append(ids)
+    if not members:
+        return out, settings or lmcodec.StreamSettings(window=model.context)
+    settings = settings or lmcodec.choose_settings([len(t) for t in tokens], model.context)
+    task = progress.add_task("LM encode", total=sum(map(len, tokens))) if progress else None
+    scorer = lmcodec.Scorer(model.engine, model.bos, tokens, settings,
+                            progress=(lambda n: progress.advance(task, n)) if progress else None)
+    keep = [scorer.file_bits[j] / 8 < out[i].classical_bytes for j, i in enumerate(members)]
+    payload = scorer.payload(keep) if any(keep) else b""
+    raw = sum(len(files[i].data) for i, k in zip(members, keep) if k)
+    start = 0
+    for j, (i, k) in enumerate(zip(members, keep)):
+        out[i].meta = {"n": len(tokens[j])}
+        out[i].lm_bytes = float(scorer.file_bits[j] / 8)
+        if k:
+            out[i].codec, out[i].payload, out[i].start, out[i].raw_size = LM_CODEC, payload, start, raw
+            start += len(files[i].data)
+    for i, f in enumerate(files):  # later copies of a member's content share its data
+        j = first.get(f.data)
+        if j is not None and j != i and out[j].codec == LM_CODEC:
+            out[i] = EncodedFile(LM_CODEC, payload, {}, out[j].start, raw, out[j].lm_bytes, out[i].classical_bytes)
+    return out, settings
 
 
 def check_model(header_model: dict | None, model: CodeModel) -> None:
@@ -120,25 +98,82 @@ def check_model(header_model: dict | None, model: CodeModel) -> None:
             "unpack with --model pointing to the packing model")
 
 
-def decode(arc: Archive, contents: dict[str, bytes], model: CodeModel, progress=None) -> dict[str, bytes]:
-    """Decode the archive's LM stream; `contents` holds the classical entries already decoded."""
+def decode(arc: Archive, out: list[bytes], model: CodeModel, progress=None) -> None:
+    """Decode the archive's LM entries into `out` (index order), where the classical entries are
+    already decoded. Raises ArchiveError on anything malformed or a stream that does not decode."""
+    if arc.version < 3:
+        return _decode_legacy(arc, out, model, progress)
     check_model(arc.header.model, model)
     try:
-        settings = lmcodec.MixSettings.from_dict(arc.header.settings["lm"])
-    except (KeyError, TypeError):
-        raise ArchiveError(f"{arc.path}: corrupt archive (missing LM settings)") from None
-    entries = [e for e in arc.entries if "n" in e.meta]  # the files of the LM stream, in archive order
-    try:
-        files = [(int(e.meta["n"]), arc.payload(e) if e.codec == LM_CODEC else None,
-                  None if e.codec == LM_CODEC else model.tokenize_exact(contents[e.path])) for e in entries]
-        if any(n <= 0 or (p is None and (k is None or len(k) != n)) for n, p, k in files):
-            raise ValueError("token counts do not match")
+        if arc.header.settings.get("engine") != ENGINE:
+            raise ValueError(f"engine {arc.header.settings.get('engine')!r} is not {ENGINE!r}")
+        settings = lmcodec.StreamSettings.from_dict(arc.header.settings["lm"])
     except (KeyError, TypeError, ValueError) as err:
-        raise ArchiveError(f"{arc.path}: corrupt archive (bad LM entry meta: {err})") from None
-    task = progress.add_task("LM decode", total=sum(n for n, _, _ in files)) if progress else None
-    advance = (lambda n: progress.advance(task, n)) if progress else None
+        raise ArchiveError(f"{arc.path}: corrupt archive (LM settings: {err})") from None
+    entries = arc.entries
+    members = [k for k, e in enumerate(entries) if "n" in e.meta]
+    coded = [k for k in members if entries[k].codec == LM_CODEC]
+    payload_ids = {entries[k].payload_id for k, e in enumerate(entries) if e.codec == LM_CODEC}
+    if not coded or len(payload_ids) != 1:
+        raise ArchiveError(f"{arc.path}: corrupt archive (LM entries without one LM stream)")
+    known = []
+    for k in members:
+        if entries[k].codec == LM_CODEC:
+            known.append(None)
+            continue
+        ids = model.tokenize_exact(out[k])
+        if ids is None or len(ids) != entries[k].meta["n"]:
+            raise ArchiveError(f"{arc.path}: corrupt archive ({entries[k].path!r}: its tokens are not the stream's)")
+        known.append(ids)
+    first = entries[coded[0]]
+    task = progress.add_task("LM decode", total=sum(entries[k].meta["n"] for k in members)) if progress else None
     try:
-        toks = _decode_stream(model, settings, files, advance)
-    except (ValueError, RuntimeError, IndexError) as err:
+        toks = lmcodec.decode(model.engine, model.bos, [entries[k].meta["n"] for k in members], known,
+                              arc.payload(first), settings,
+                              progress=(lambda n: progress.advance(task, n)) if progress else None)
+    except ValueError as err:
         raise ArchiveError(f"{arc.path}: corrupt LM stream ({err})") from None
-    return {e.path: model.decode(t).encode("utf-8") for e, t in zip(entries, toks) if e.codec == LM_CODEC}
+    at: dict[int, bytes] = {}
+    pos = 0
+    for k, t, kn in zip(members, toks, known):
+        if kn is not None:
+            continue
+        data = model.decode(t).encode("utf-8", "surrogatepass")
+        if entries[k].start != pos:
+            raise ArchiveError(f"{arc.path}: corrupt archive ({entries[k].path!r} decodes to another size)")
+        out[k], at[pos] = data, data
+        pos += len(data)
+    if pos != first.decoded_size():
+        raise ArchiveError(f"{arc.path}: corrupt archive (the LM stream decodes to {pos} bytes, not "
+                           f"{first.decoded_size()})")
+    for k, e in enumerate(entries):
+        if e.codec == LM_CODEC and "n" not in e.meta:
+            if e.start not in at:
+                raise ArchiveError(f"{arc.path}: corrupt archive ({e.path!r} points into the LM stream)")
+            out[k] = at[e.start]
+
+
+def _decode_legacy(arc: Archive, out: list[bytes], model: CodeModel, progress=None) -> None:
+    """Formats 1-2: each LM file its own stream, coded with the float engine of codeseed 0.1
+    (legacy.py); decodes only where float results match the packing machine's."""
+    from codeseed import legacy
+    check_model(arc.header.model, model)
+    try:
+        settings = legacy.MixSettings.from_dict(arc.header.settings["lm"])
+    except (KeyError, TypeError, ValueError):
+        raise ArchiveError(f"{arc.path}: corrupt archive (missing LM settings)") from None
+    fm = legacy.FloatModel(model.path)
+    members = [k for k, e in enumerate(arc.entries) if "n" in e.meta]
+    try:
+        files = [(int(arc.entries[k].meta["n"]), arc.payload(arc.entries[k]) if arc.entries[k].codec == LM_CODEC
+                  else None, None if arc.entries[k].codec == LM_CODEC else fm.tokenize_exact(out[k]))
+                 for k in members]
+        if any(n <= 0 or (p is None and (t is None or len(t) != n)) for n, p, t in files):
+            raise ValueError("token counts do not match")
+        toks = legacy.decode_stream(fm, settings, files)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AssertionError) as err:
+        raise ArchiveError(f"{arc.path}: corrupt LM stream, or one written by the float engine of another "
+                           f"machine (format {arc.version}: {err})") from None
+    for k, t in zip(members, toks):
+        if arc.entries[k].codec == LM_CODEC:
+            out[k] = fm.decode(t).encode("utf-8")

@@ -1,290 +1,221 @@
-"""Exact coding with a language model, mixed with adaptive models, range-coded with constriction.
+"""The LM stream: files coded by the exact engine (engine.py) and the entropy model (cm.py), in lockstep rows.
 
-Per token the probability of the next token is built in three stages:
-1. the LM (Stepper: one KV-cached step per token, identical in encoder and decoder);
-2. an n-gram *cache* over this file and the archive's earlier files, with the LM as its prior:
-   p(x) = (c(ctx, x) + a * p_lm(x)) / (c(ctx) + a), for contexts of 2 and then 3 tokens.
-   A repository repeats its names and idioms; the LM's 256-token window cannot see that far;
-3. a match model (as in lpaq): the token that followed the longest earlier occurrence of the last
-   few tokens gets a probability from a small online logistic mixer (inputs: the current
-   probability of that token and the observed hit rate at this match length).
-The result is quantized to integer frequencies (2^24 scale) and range-coded.
+Layout of a stream. Each file's tokens are cut into chunks of at most `chunk` tokens; a chunk is a
+*segment*: the model sees it from its BOS token on, with a sliding window of `window` positions, and
+never across segments. Segments are dealt to `rows` rows, longest first, each to the row with the
+fewest tokens so far (ties: the lowest row). All rows advance one token per step; at every step
+each row, in row order, predicts its next token, codes it and updates the shared adaptive state,
+so the one range-coded stream holds the symbols step by step, row by row. Rows are independent for
+the model, so the encoder scores many steps of every row in one teacher-forced pass, while the
+decoder advances all rows one step per model call. The arithmetic is exact (engine.py), so both get
+the same frequencies whatever the batch shape, thread count or machine.
 
-Each file's tokens are cut into chunks of at most `chunk_tokens`; chunks are the rows of batches
-that advance in lockstep (`batch_rows` at a time, in archive order), and each batch's rows see
-the archive state built from all earlier batches. Chunking keeps a long file from holding a whole
-batch back (the rows of a batch wait for the longest; schedule's 66 KB test file set the time of
-its batch). A chunk starts from BOS with no row-local statistics, which costs size (measured on
-tinydb's .py files: 2.9% at 4096 tokens, 7.7% at 1024), so only long files are cut. The decoder
-derives the same chunks and batches from the token counts (entry meta {"n": ...}) of the entries
-in the LM stream, in archive order. A chunk whose file ended up stored by a classical codec is fed
-its known tokens.
+Files whose tokens the decoder learns another way (stored by a classical codec because that was
+smaller) keep their place in the schedule: their tokens are fed and learnt from, not coded.
+
+The encoder runs in two passes over cheap data: `Scorer.score` runs the model and the entropy model
+once and records each token's symbol (cum, freq, total) and so each file's exact coded size; the
+caller then picks which files to code, and `Scorer.payload` range-codes only their symbols.
 """
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+import threading
 from dataclasses import dataclass, field
 
-import constriction
 import numpy as np
 import torch
 
-from codeseed.model import CodeModel, Stepper
+from codeseed import cm
+from codeseed.cm import MixSettings
+from codeseed.engine import ExactLM, pinned_threads
 
-FREQ_SCALE = float(1 << 24)
-MATCH_MIN = 5          # tokens of context that start a match
-MATCH_BUCKETS = 16
+DECODE_FLOOR_TOKENS = 256   # below this, a file is not worth cutting
 
 
 @dataclass(frozen=True)
-class MixSettings:
-    """Numeric settings of the codec; stored in the archive header and required to decode."""
-    window: int = 256
-    batch_rows: int = 16
-    chunk_tokens: int = 8192  # tinydb .py, bits/byte: whole files 0.938, chunks of 4096 0.966, of 1024 1.011
-    ngram_orders: tuple[int, ...] = (2, 3)
-    ngram_alpha: tuple[float, ...] = (6.0, 3.0)
-    match: bool = True
-    mixer_lr: float = 0.02
-    threads: int = 1
+class StreamSettings:
+    """The settings a stream is decoded with (stored in the archive)."""
+    window: int = 256           # attention window, positions (the model's training context)
+    rows: int = 64              # lockstep rows
+    chunk: int = 8192           # longest segment, tokens
+    mix: MixSettings = field(default_factory=MixSettings)
 
     def to_dict(self) -> dict:
-        return {"window": self.window, "batch_rows": self.batch_rows, "chunk_tokens": self.chunk_tokens,
-                "ngram_orders": list(self.ngram_orders),
-                "ngram_alpha": list(self.ngram_alpha), "match": self.match, "mixer_lr": self.mixer_lr,
-                "threads": self.threads}
+        return {"window": self.window, "rows": self.rows, "chunk": self.chunk, "mix": self.mix.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> MixSettings:
-        return cls(d["window"], d["batch_rows"], d["chunk_tokens"], tuple(d["ngram_orders"]),
-                   tuple(d["ngram_alpha"]), d["match"], d["mixer_lr"], d["threads"])
+    def from_dict(cls, d: dict) -> StreamSettings:
+        s = cls(int(d["window"]), int(d["rows"]), int(d["chunk"]), MixSettings.from_dict(d["mix"]))
+        if not (2 <= s.window <= 1 << 16 and 1 <= s.rows <= 1 << 12 and 1 <= s.chunk <= 1 << 24):
+            raise ValueError("stream settings out of range")
+        return s
 
 
-def _stretch(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
-def _squash(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(min(x, 30.0), -30.0)))
+def choose_settings(ntokens: list[int], window: int, max_rows: int = 64, min_chunk: int = 1024,
+                    max_chunk: int = 8192) -> StreamSettings:
+    """Rows and chunk size for a stream of files: enough rows to keep the decoder's batches full,
+    chunks no shorter than `min_chunk` (each cut loses context: measured in benchmarks/RESULTS.md)."""
+    total = sum(ntokens)
+    chunk = min(max_chunk, max(min_chunk, -(-total // max_rows)))
+    segments = sum(-(-n // chunk) for n in ntokens if n)
+    return StreamSettings(window=window, rows=max(1, min(max_rows, segments)), chunk=chunk)
 
 
 @dataclass
-class Row:
-    """One file being coded: its tokens (known or being decoded) and its local adaptive state."""
-    n: int
-    known: list[int] | None = None
-    encoder: object | None = None
-    decoder: object | None = None
-    tokens: list[int] = field(default_factory=list)
-    counts: list[dict] = field(default_factory=list)
-    table: dict = field(default_factory=dict)     # last MATCH_MIN tokens -> position after them
-    match_src: list[int] | None = None
-    match_pos: int = 0
-    match_len: int = 0
-    bits: float = 0.0
+class Schedule:
+    """Where every token of every file sits: row streams of [BOS, tokens...] segments."""
+    rows: int
+    length: int                  # steps: the longest row, in stream items
+    seg_file: np.ndarray         # (segments,) file of each segment
+    seg_start: np.ndarray        # (segments,) first token of the segment in its file
+    seg_len: np.ndarray          # (segments,) tokens
+    seg_row: np.ndarray          # (segments,) row
+    seg_at: np.ndarray           # (segments,) index of its BOS in the row stream
+
+    @classmethod
+    def plan(cls, ntokens: list[int], s: StreamSettings) -> Schedule:
+        segs = [(f, a, min(n, a + s.chunk) - a) for f, n in enumerate(ntokens) for a in range(0, n, s.chunk)]
+        rows = max(1, min(s.rows, len(segs)))
+        load = [0] * rows
+        order = sorted(range(len(segs)), key=lambda i: (-segs[i][2], i))
+        seg_row, seg_at = np.zeros(len(segs), np.int64), np.zeros(len(segs), np.int64)
+        for i in order:
+            r = min(range(rows), key=lambda j: (load[j], j))
+            seg_row[i], seg_at[i] = r, load[r]
+            load[r] += segs[i][2] + 1
+        arr = np.array(segs, dtype=np.int64).reshape(-1, 3)
+        return cls(rows, max(load) if load else 0, arr[:, 0], arr[:, 1], arr[:, 2], seg_row, seg_at)
+
+    def layout(self, bos: int, tokens: list[np.ndarray | None]) -> tuple[np.ndarray, ...]:
+        """Row streams: token (known ones filled, else -1), segment id, position, file, index in file,
+        each (rows, length) int64 (padding: segment -1)."""
+        shape = (self.rows, self.length)
+        tok, seg, pos = np.full(shape, -1, np.int64), np.full(shape, -1, np.int64), np.zeros(shape, np.int64)
+        fil, idx = np.full(shape, -1, np.int64), np.full(shape, -1, np.int64)
+        for i in range(len(self.seg_file)):
+            r, at, n = self.seg_row[i], self.seg_at[i], self.seg_len[i]
+            f, a = self.seg_file[i], self.seg_start[i]
+            tok[r, at] = bos
+            if tokens[f] is not None:
+                tok[r, at + 1:at + 1 + n] = tokens[f][a:a + n]
+            seg[r, at:at + 1 + n] = i
+            pos[r, at:at + 1 + n] = np.arange(n + 1)
+            fil[r, at + 1:at + 1 + n] = f
+            idx[r, at + 1:at + 1 + n] = np.arange(a, a + n)
+        return tok, seg, pos, fil, idx
 
 
-class ArchiveState:
-    """What the codec has learned from earlier batches, plus the online mixer."""
-
-    def __init__(self, settings: MixSettings):
-        self.s = settings
-        self.counts: list[dict] = [dict() for _ in settings.ngram_orders]
-        self.history: list[int] = []
-        self.table: dict = {}
-        self.weights = [[0.3, 1.0, 0.0] for _ in range(MATCH_BUCKETS)]
-        self.hits = [[0, 0] for _ in range(MATCH_BUCKETS)]
-
-    # ------------------------------------------------------------ per-token prediction
-
-    def predict(self, row: Row, lp: np.ndarray) -> tuple[np.ndarray, tuple | None]:
-        p = np.exp(lp)
-        p /= p.sum()
-        toks = row.tokens
-        for k, (order, alpha) in enumerate(zip(self.s.ngram_orders, self.s.ngram_alpha)):
-            if len(toks) < order:
-                continue
-            ctx = tuple(toks[-order:])
-            g, loc = self.counts[k].get(ctx), row.counts[k].get(ctx)
-            if not g and not loc:
-                continue
-            merged = dict(g) if g else {}
-            if loc:
-                for t, c in loc.items():
-                    merged[t] = merged.get(t, 0) + c
-            n = sum(merged.values())
-            p *= alpha / (n + alpha)
-            idx = np.fromiter(merged.keys(), dtype=np.int64, count=len(merged))
-            val = np.fromiter(merged.values(), dtype=np.float64, count=len(merged))
-            p[idx] += val / (n + alpha)
-        mix = None
-        if self.s.match and row.match_len > 0:
-            pred = row.match_src[row.match_pos]
-            b = min(row.match_len, MATCH_BUCKETS - 1)
-            pm = float(p[pred])
-            h, t = self.hits[b]
-            x = (_stretch(pm), _stretch((h + 0.5) / (t + 1.0)), 1.0)
-            w = self.weights[b]
-            q = _squash(w[0] * x[0] + w[1] * x[1] + w[2] * x[2])
-            q = min(max(q, 1e-5), 1 - 1e-5)
-            if pm < 1.0:
-                p *= (1.0 - q) / (1.0 - pm)
-            p[pred] = q
-            mix = (pred, b, x, q)
-        return p, mix
-
-    def update(self, row: Row, token: int, mix: tuple | None) -> None:
-        if mix is not None:
-            pred, b, x, q = mix
-            hit = 1.0 if token == pred else 0.0
-            err = (hit - q) * self.s.mixer_lr
-            w = self.weights[b]
-            for i in range(3):
-                w[i] += err * x[i]
-            self.hits[b][0] += int(hit)
-            self.hits[b][1] += 1
-        toks = row.tokens
-        for k, order in enumerate(self.s.ngram_orders):
-            if len(toks) >= order:
-                d = row.counts[k].setdefault(tuple(toks[-order:]), {})
-                d[token] = d.get(token, 0) + 1
-        # match model: extend the current match, or look for a new one (this file first, then the archive)
-        if row.match_len > 0 and row.match_src[row.match_pos] == token:
-            row.match_len += 1
-            row.match_pos += 1
-            if row.match_pos >= len(row.match_src):
-                row.match_len = 0
-        else:
-            row.match_len = 0
-        toks.append(token)
-        if len(toks) >= MATCH_MIN:
-            key = tuple(toks[-MATCH_MIN:])
-            if row.match_len == 0:
-                if key in row.table:
-                    row.match_src, row.match_pos, row.match_len = toks, row.table[key], MATCH_MIN
-                elif key in self.table:
-                    row.match_src, row.match_pos, row.match_len = self.history, self.table[key], MATCH_MIN
-            row.table[key] = len(toks)
-
-    def absorb(self, files: list[list[int]]) -> None:
-        """Learn from a finished batch, in row order."""
-        for toks in files:
-            for k, order in enumerate(self.s.ngram_orders):
-                counts = self.counts[k]
-                for i in range(order, len(toks)):
-                    d = counts.setdefault(tuple(toks[i - order:i]), {})
-                    d[toks[i]] = d.get(toks[i], 0) + 1
-            base = len(self.history)
-            self.history.extend(toks)
-            for i in range(MATCH_MIN, len(toks)):
-                self.table[tuple(toks[i - MATCH_MIN:i])] = base + i
+def _state(engine: ExactLM, s: StreamSettings, sched: Schedule, total: int) -> cm.State:
+    return cm.State(s.mix, sched.rows, sched.length, total)
 
 
-def quantize(p: np.ndarray) -> np.ndarray:
-    """Deterministic integer frequencies (every token >= 1), as the float32 array constriction takes."""
-    f = np.floor(p * FREQ_SCALE) + 1.0
-    return (f / f.sum()).astype(np.float32)
+class Scorer:
+    """The encoder: `score` runs everything once; `payload` codes the chosen files' symbols."""
+
+    def __init__(self, engine: ExactLM, bos: int, token_lists: list[list[int]], settings: StreamSettings,
+                 block: int = 64, progress=None, threads: int = 1):
+        self.s, self.engine = settings, engine
+        self.ntokens = [len(t) for t in token_lists]
+        self.sched = Schedule.plan(self.ntokens, settings)
+        tok, seg, pos, fil, idx = self.sched.layout(bos, [np.asarray(t, np.int64) for t in token_lists])
+        self.fil, self.idx = fil, idx
+        R, L = tok.shape
+        self.cum = np.zeros((L, R), np.int64)
+        self.freq = np.ones((L, R), np.int64)
+        self.total = np.ones((L, R), np.int64)
+        state = _state(engine, settings, self.sched, sum(self.ntokens))
+        cache = engine.new_cache(R, settings.window)
+        head_scale = engine.head[1].cpu().numpy()
+        tokT = np.ascontiguousarray(tok.T)                              # (L, R): step-major, as coded
+        activeT = np.ascontiguousarray((fil >= 0).T)
+        known = np.zeros_like(activeT)
+        worker: threading.Thread | None = None
+        failure: list[BaseException] = []
+
+        def mix(a0: int, acc: np.ndarray, scale: np.ndarray) -> None:
+            try:
+                n = acc.shape[0]
+                cm.run(cm.SCORE, acc, scale, head_scale, tokT[a0 + 1:a0 + 1 + n], known[a0 + 1:a0 + 1 + n],
+                       activeT[a0 + 1:a0 + 1 + n], self.cum[a0 + 1:a0 + 1 + n], self.freq[a0 + 1:a0 + 1 + n],
+                       self.total[a0 + 1:a0 + 1 + n], cm.encoder_start(), np.zeros(1, np.uint8), *state.arrays())
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                failure.append(e)
+
+        # model output at item i predicts item i + 1: steps i = 0 .. L - 2; the mixer for block k runs in a
+        # thread (numba releases the GIL) while the model computes block k + 1
+        for a0 in range(0, max(L - 1, 0), block):
+            a1 = min(L - 1, a0 + block)
+            t = torch.from_numpy(np.where(seg[:, a0:a1] >= 0, tok[:, a0:a1], bos))
+            with pinned_threads(threads):
+                acc, scale = engine.forward(t.to(engine.device), torch.from_numpy(pos[:, a0:a1]).to(engine.device),
+                                            torch.from_numpy(seg[:, a0:a1]).to(engine.device), cache)
+            acc_np, scale_np = acc.cpu().numpy(), scale[..., 0].cpu().numpy()          # (R, S, V), (R, S)
+            if worker:
+                worker.join()
+                if failure:
+                    raise failure[0]
+            worker = threading.Thread(target=mix, args=(a0, acc_np, scale_np))
+            worker.start()
+            if progress:
+                progress(int((activeT[a0 + 1:a1 + 1]).sum()))
+        if worker:
+            worker.join()
+            if failure:
+                raise failure[0]
+        # bits per file, from the recorded symbols
+        bits = -np.log2(self.freq / self.total) * activeT
+        self.file_bits = np.zeros(len(self.ntokens))
+        np.add.at(self.file_bits, self.fil.T[activeT], bits[activeT])
+
+    def payload(self, coded: list[bool]) -> bytes:
+        """The range-coded symbols of the files marked in `coded`, step by step, row by row."""
+        mask = (self.fil.T >= 0)
+        coded_arr = np.asarray(coded, bool)
+        mask &= np.where(self.fil.T >= 0, coded_arr[np.maximum(self.fil.T, 0)], False)
+        cum, freq, total = self.cum[mask], self.freq[mask], self.total[mask]
+        out = np.zeros(8 * len(cum) + 64, np.uint8)
+        coder = cm.encoder_start()
+        cm.encode_symbols(coder, out, cum, freq, total)
+        return bytes(out[:cm.encoder_finish(coder, out)])
 
 
-_FAMILY = constriction.stream.model.Categorical(perfect=False)
-
-
-@contextmanager
-def pinned_threads(n: int):
-    """Cached steps give different bits with 1 and 2 threads (measured): code with a fixed count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def run_batch(model: CodeModel, state: ArchiveState, rows: list[Row]) -> None:
-    """Advance every row to its end: encode known tokens, decode unknown ones, or just replay them."""
-    with pinned_threads(state.s.threads):
-        _run_batch(model, state, rows)
-
-
-def _run_batch(model: CodeModel, state: ArchiveState, rows: list[Row]) -> None:
-    for row in rows:
-        row.counts = [dict() for _ in state.s.ngram_orders]
-    stepper = Stepper(model, len(rows), state.s.window)
-    longest = max(r.n for r in rows)
-    one = np.zeros(1, dtype=np.int32)
-    for step in range(longest):
-        lp = stepper.logprobs()
-        pushed = []
-        for i, row in enumerate(rows):
-            if step >= row.n:
-                pushed.append(model.bos)
-                continue
-            p, mix = state.predict(row, lp[i])
-            if row.known is not None:
-                token = row.known[step]
-                if row.encoder is not None:
-                    f = quantize(p)
-                    one[0] = token
-                    row.encoder.encode(one, _FAMILY, f[None, :])
-                    row.bits -= math.log2(float(f[token]))
-            else:
-                token = int(row.decoder.decode(_FAMILY, quantize(p)[None, :])[0])
-            state.update(row, token, mix)
-            pushed.append(token)
-        if step + 1 < longest:
-            stepper.push(pushed)
-
-
-def plan_chunks(ntokens: list[int], chunk_tokens: int) -> list[tuple[int, int, int]]:
-    """(file, start, end) token ranges of every chunk, files in order."""
-    return [(f, a, min(a + chunk_tokens, n)) for f, n in enumerate(ntokens) for a in range(0, n, chunk_tokens)]
-
-
-def plan_batches(nrows: int, batch_rows: int) -> list[list[int]]:
-    """Rows (chunks) in archive order, cut into consecutive batches of at most `batch_rows`."""
-    return [list(range(i, min(i + batch_rows, nrows))) for i in range(0, nrows, batch_rows)]
-
-
-def join_chunks(payloads: list[bytes]) -> bytes:
-    """One file's chunk streams: the word counts of all but the last (u32 each), then the streams."""
-    head = b"".join(np.uint32(len(p) // 4).tobytes() for p in payloads[:-1])
-    return head + b"".join(payloads)
-
-
-def split_chunks(payload: bytes, count: int) -> list[bytes]:
-    head = 4 * (count - 1)
-    if len(payload) < head or len(payload) % 4:
-        raise ValueError("bad chunk table")
-    sizes = [4 * int(w) for w in np.frombuffer(payload[:head], dtype="<u4")]
-    if sum(sizes) > len(payload) - head:
-        raise ValueError("bad chunk table")
-    out, pos = [], head
-    for size in sizes:
-        out.append(payload[pos:pos + size])
-        pos += size
-    return out + [payload[pos:]]
-
-
-def encode_batch(model: CodeModel, state: ArchiveState, token_lists: list[list[int]]) -> list[bytes]:
-    rows = [Row(len(t), known=t, encoder=constriction.stream.queue.RangeEncoder()) for t in token_lists]
-    run_batch(model, state, rows)
-    state.absorb(token_lists)
-    return [r.encoder.get_compressed().astype("<u4").tobytes() for r in rows]
-
-
-def decode_batch(model: CodeModel, state: ArchiveState, ns: list[int],
-                 payloads: list[bytes | None], known: list[list[int] | None]) -> list[list[int]]:
-    """Rows with a payload are decoded; the others (stored by another codec) replay their known tokens."""
-    rows = []
-    for n, payload, k in zip(ns, payloads, known):
-        if payload is not None:
-            words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-            rows.append(Row(n, decoder=constriction.stream.queue.RangeDecoder(words)))
-        else:
-            rows.append(Row(n, known=k))
-    run_batch(model, state, rows)
-    out = [r.tokens for r in rows]
-    state.absorb(out)
-    return out
+def decode(engine: ExactLM, bos: int, ntokens: list[int], known: list[list[int] | None], payload: bytes,
+           settings: StreamSettings, progress=None, trace: list | None = None, threads: int = 1) -> list[list[int]]:
+    """Tokens of every file of the stream. `known[f]`: the tokens of a file stored another way (fed,
+    not decoded), else None. Raises ValueError when the stream is corrupt. `trace`, if given,
+    receives each step's symbols (cum, freq, total), each (R,) int64, as the encoder records them."""
+    sched = Schedule.plan(ntokens, settings)
+    tok, seg, pos, fil, idx = sched.layout(bos, [None if k is None else np.asarray(k, np.int64) for k in known])
+    R, L = tok.shape
+    state = _state(engine, settings, sched, sum(ntokens))
+    cache = engine.new_cache(R, settings.window)
+    head_scale = engine.head[1].cpu().numpy()
+    activeT = np.ascontiguousarray((fil >= 0).T)
+    is_known = np.array([k is not None for k in known] + [False], bool)
+    knownT = np.ascontiguousarray(np.where(fil >= 0, is_known[fil], False).T)
+    stream = np.frombuffer(payload, np.uint8)
+    coder = cm.decoder_start(stream)
+    sym = [np.zeros((1, R), np.int64) for _ in range(3)]
+    out = np.zeros((1, R), np.int64)
+    for i in range(max(L - 1, 0)):
+        t = torch.from_numpy(np.where(seg[:, i:i + 1] >= 0, tok[:, i:i + 1], bos))
+        with pinned_threads(threads):
+            acc, scale = engine.forward(t.to(engine.device), torch.from_numpy(pos[:, i:i + 1]).to(engine.device),
+                                        torch.from_numpy(seg[:, i:i + 1]).to(engine.device), cache)
+        out[0] = tok[:, i + 1]
+        rc = cm.run(cm.DECODE, acc.cpu().numpy(), scale[..., 0].cpu().numpy(), head_scale, out, knownT[i + 1:i + 2],
+                    activeT[i + 1:i + 2], *sym, coder, stream, *state.arrays())
+        if rc < 0:
+            raise ValueError("corrupt LM stream (a symbol outside the model's frequencies)")
+        if trace is not None:
+            trace.append(tuple(np.where(activeT[i + 1] & ~knownT[i + 1], x[0], 0) for x in sym))
+        tok[:, i + 1] = np.where(activeT[i + 1], out[0], tok[:, i + 1])
+        if progress:
+            progress(int(activeT[i + 1].sum()))
+    if int(coder[2]) > len(stream) + 8:
+        raise ValueError("corrupt LM stream (read past its end)")
+    result = [[0] * n for n in ntokens]
+    for f, ix, t in zip(fil[fil >= 0], idx[fil >= 0], tok[fil >= 0]):
+        result[f][ix] = int(t)
+    return result

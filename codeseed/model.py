@@ -1,34 +1,29 @@
-"""The code model behind codeseed: loading, identity, scoring, fill-in-the-middle, stepping.
+"""The code model behind codeseed: loading, identity, scoring, fill-in-the-middle.
 
-Any local Hugging Face causal LM folder works (`--model PATH`); the bundled one lives in
-`codeseed/models/`. A model's identity is the SHA-256 over its weights, config and tokenizer
-files: archives record it, and decoding with any other model is refused.
+Any local Hugging Face folder of a Llama-family causal LM in safetensors format works (`--model
+PATH`); the bundled one lives in `codeseed/models/`. A model's identity is the SHA-256 over its
+weights, config and tokenizer files: archives record it, and decoding with any other model is
+refused.
 
-Two ways to get probabilities, kept apart on purpose:
-- `score()` runs full forward passes: fast, for estimates (assessment, audit, codec choice).
-- `Stepper` feeds one token per row through a KV cache, in lockstep over a batch. The LM codec's
-  encoder and decoder both use it, with the same batch and the same calls, because a full pass and
-  a cached step differ by ~1e-7 and range decoding breaks on any difference.
+Everything runs on the exact engine (engine.py): scores, greedy fills and the LM codec compute the
+same numbers on every machine, whatever the batch or thread count, so fills can be batched across
+holes and files and an archive's seeds regenerate anywhere. The tokenizer is the `tokenizers`
+library's (no transformers import).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from codeseed import fim  # noqa: E402
-from codeseed.errors import InputError  # noqa: E402
+from codeseed import fim
+from codeseed.engine import ExactLM
+from codeseed.errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 BUNDLED_NAME = "codeseed-small"
@@ -55,28 +50,32 @@ class ModelId:
 
 
 class CodeModel:
-    """A causal LM and its tokenizer, loaded once, evaluated on the CPU in float32."""
+    """A tokenizer and the exact engine of one model folder, loaded once."""
 
-    def __init__(self, path: str | Path | None = None, threads: int | None = None):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def __init__(self, path: str | Path | None = None, device: str = "cpu"):
+        from tokenizers import Tokenizer
         self.path = Path(path) if path else bundled_path()
         if not (self.path / "config.json").is_file():
             raise InputError(f"{self.path}: not a Hugging Face model folder (no config.json)")
-        if threads:
-            torch.set_num_threads(threads)
+        if not (self.path / "tokenizer.json").is_file():
+            raise InputError(f"{self.path}: no tokenizer.json (a fast tokenizer file is needed)")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            self.model = AutoModelForCausalLM.from_pretrained(self.path, local_files_only=True,
-                                                              dtype=torch.float32).eval()
-        except (OSError, ValueError) as e:
-            raise InputError(f"{self.path}: cannot load model ({str(e).splitlines()[0]})") from None
-        self.fast = self.tokenizer.backend_tokenizer  # the Rust tokenizer: no per-call Python overhead
+            self.fast = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+            config = json.loads((self.path / "config.json").read_text())
+        except (OSError, ValueError, Exception) as e:  # tokenizers raises its own Exception type
+            raise InputError(f"{self.path}: cannot load the tokenizer ({str(e).splitlines()[0]})") from None
+        self.engine = ExactLM(self.path, device)
         meta = self.path / "training.json"
         self.context = int(json.loads(meta.read_text())["config"]["seq_len"]) if meta.is_file() else \
-            int(min(getattr(self.model.config, "max_position_embeddings", 2048), 2048))
-        self.vocab_size = int(self.model.config.vocab_size)
-        self.bos = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None \
-            else self.tokenizer.eos_token_id
+            int(min(config.get("max_position_embeddings", 2048), 2048))
+        self.vocab_size = int(config["vocab_size"])
+        eos = config.get("eos_token_id")
+        eos = eos[0] if isinstance(eos, list) else eos
+        bos = config.get("bos_token_id")
+        self.eos = int(eos if eos is not None else 0)
+        self.bos = int(bos if bos is not None else self.eos)
+        pad = config.get("pad_token_id")
+        self.pad = int(pad if pad is not None else self.eos)
 
     @cached_property
     def id(self) -> ModelId:
@@ -92,14 +91,13 @@ class CodeModel:
 
     @cached_property
     def fim_format(self) -> fim.FimFormat:
-        return fim.detect(self.tokenizer.get_vocab())
+        return fim.detect(self.fast.get_vocab(with_added_tokens=True))
 
     @cached_property
     def _fim_ids(self) -> tuple[int, int, int, frozenset[int]]:
-        """Token ids of the prefix, suffix and middle sentinels and of the stop tokens, looked up
-        once: get_vocab() builds a fresh dict (3 ms here), and fills run once per hole."""
-        fmt, vocab = self.fim_format, self.tokenizer.get_vocab()
-        stops = frozenset({vocab[s] for s in fmt.stops if s in vocab} | {self.tokenizer.eos_token_id})
+        """Token ids of the prefix, suffix and middle sentinels and of the stop tokens."""
+        fmt, vocab = self.fim_format, self.fast.get_vocab(with_added_tokens=True)
+        stops = frozenset({vocab[s] for s in fmt.stops if s in vocab} | {self.eos})
         return vocab[fmt.prefix], vocab[fmt.suffix], vocab[fmt.middle], stops
 
     # ------------------------------------------------------------ text <-> tokens
@@ -119,27 +117,35 @@ class CodeModel:
         ids = self.encode(text)
         return ids if self.decode(ids) == text else None
 
-    # ------------------------------------------------------------ scoring (estimates)
+    # ------------------------------------------------------------ teacher-forced passes
+
+    def _run(self, rows: list[list[int]], block: int = 256) -> list[torch.Tensor]:
+        """Logits (len(row), V) float64 after every token of each row (each row a segment from
+        position 0), by the engine's teacher-forced passes with its sliding window."""
+        eng = self.engine
+        n = max((len(r) for r in rows), default=0)
+        tok = torch.full((len(rows), n), self.pad, dtype=torch.int64)
+        seg = torch.full((len(rows), n), -1, dtype=torch.int64)
+        for i, r in enumerate(rows):
+            tok[i, :len(r)] = torch.tensor(r, dtype=torch.int64)
+            seg[i, :len(r)] = 0
+        pos = torch.arange(n).expand(len(rows), n).contiguous()
+        cache = eng.new_cache(len(rows), self.context)
+        out = []
+        for a in range(0, n, block):
+            acc, scale = eng.forward(tok[:, a:a + block], pos[:, a:a + block], seg[:, a:a + block], cache)
+            out.append(eng.logits(acc, scale))
+        logits = torch.cat(out, dim=1) if out else torch.zeros(len(rows), 0, self.vocab_size, dtype=torch.float64)
+        return [logits[i, :len(r)] for i, r in enumerate(rows)]
 
     @torch.no_grad()
     def token_bits(self, ids: list[int]) -> np.ndarray:
-        """Bits of each token given the ones before it, by full forward passes over half-overlapping windows."""
-        w = self.context
-        seq = [self.bos] + list(ids)
-        bits = np.zeros(len(ids), dtype=np.float64)
-        done = 0  # tokens of `ids` scored so far
-        while done < len(ids):
-            start = max(0, done + 1 - w // 2) if done else 0
-            chunk = seq[start:start + w]
-            logits = self.model(torch.tensor([chunk])).logits[0].double()
-            logp = torch.log_softmax(logits, -1)
-            targets = torch.tensor(seq[start + 1:start + len(chunk)])
-            lp = logp[torch.arange(len(targets)), targets].numpy() / -np.log(2)
-            first = done - start  # position in lp of token `done`
-            take = lp[first:]
-            bits[done:done + len(take)] = take
-            done += len(take)
-        return bits
+        """Bits of each token given the ones before it (the model alone, from BOS, sliding window)."""
+        if not ids:
+            return np.zeros(0)
+        logits = self._run([[self.bos] + list(ids)[:-1]])[0]
+        lp = torch.log_softmax(logits, -1)
+        return (lp[torch.arange(len(ids)), torch.tensor(ids)] / -np.log(2)).numpy()
 
     def char_bits(self, text: str) -> np.ndarray:
         """Bits per character: each token's surprisal spread evenly over the characters it covers."""
@@ -173,75 +179,75 @@ class CodeModel:
 
     @torch.no_grad()
     def reproduces(self, prefix: str, suffix: str, middle: list[int]) -> bool:
-        """Whether greedy fill(prefix, suffix, len(middle)) likely gives `middle` back, from one
-        teacher-forced forward pass instead of len(middle) steps. A filter only: a near tie can
-        come out otherwise in fill()'s cached steps, so a True must be confirmed with fill()."""
+        """Whether greedy fill(prefix, suffix, len(middle)) gives `middle` back (before any stop),
+        from one teacher-forced pass; exact, since the engine's passes equal its steps."""
         if not middle:
             return True
-        return self._fim_logits(prefix, suffix, middle, middle[:-1]).argmax(-1).tolist() == list(middle)
+        logits = self._fim_logits(prefix, suffix, middle, middle[:-1])
+        return logits.argmax(-1).tolist() == list(middle)
 
     @torch.no_grad()
     def stop_probability(self, prefix: str, suffix: str, middle: list[int], room: int | None = None) -> float:
-        """P(a stop token) right after the true `middle`, teacher-forced: whether the model knows
-        where a middle ends, apart from what greedy decoding makes of it (benchmarks/model_eval.py).
+        """P(a stop token) right after the true `middle`, teacher-forced (benchmarks/model_eval.py).
         `room`: prompt tokens besides the sentinels (default: as fill() leaves them)."""
-        p = torch.softmax(self._fim_logits(prefix, suffix, middle, middle, room)[-1].double(), -1)
+        p = torch.softmax(self._fim_logits(prefix, suffix, middle, middle, room)[-1], -1)
         return max(float(p[t]) for t in self._fim_ids[3])
 
     def _fim_logits(self, prefix: str, suffix: str, middle: list[int], feed: list[int],
                     room: int | None = None) -> torch.Tensor:
-        """One forward pass over the PSM prompt (with room for `middle`, as fill() leaves it, unless
-        `room` says otherwise) followed by the tokens `feed`: the logits from the middle sentinel on,
-        one row per fed token + 1."""
+        """Logits from the middle sentinel on, one row per fed token + 1, for the PSM prompt with
+        room for `middle` (as fill() leaves it, unless `room` says otherwise) followed by `feed`."""
         prompt = self._fim_prompt(prefix, suffix, self._prompt_room(len(middle)) if room is None else room)
-        return self.model(torch.tensor([prompt + feed])).logits[0, len(prompt) - 1:]
+        return self._run([prompt + list(feed)])[0][len(prompt) - 1:]
 
     @torch.no_grad()
     def fill(self, prefixes: list[str], suffixes: list[str], max_tokens: int | list[int] = 64,
              no_repeat: int = NO_REPEAT) -> list[str]:
-        """Greedy FIM middles, batched with a KV cache. Stops at the format's stop tokens or the cap.
-        A token that would repeat a `no_repeat`-token sequence already in the same middle is never
-        chosen (0: plain greedy).
-
-        Deterministic for the same call; a different batch (other prompts beside this one) can change
-        a fill, because left padding changes the numerics (measured). Callers that need the same
-        output on another run must batch the same way (seeded.reconstruct fills files one by one).
-        """
-        from transformers import DynamicCache
+        """Greedy FIM middles, one row each, stepped together. Stops at the format's stop tokens or
+        the cap. A token that would repeat a `no_repeat`-token sequence already in the same middle
+        is never chosen (0: plain greedy). Each row's fill is the same whatever else is in the batch
+        and on every machine (exact engine); ties go to the lowest token id."""
         stops = self._fim_ids[3]
         limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prefixes)
-        room = self._prompt_room(max(limits))  # one room for the batch: the longest fill's
-        prompts = [self._fim_prompt(p, s, room) for p, s in zip(prefixes, suffixes)]
-        # left-pad to a common length; the attention mask hides the pads
-        width = max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        x = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        cache = DynamicCache(config=self.model.config)
+        prompts = [self._fim_prompt(p, s, self._prompt_room(lim)) for p, s, lim in zip(prefixes, suffixes, limits)]
+        R = len(prompts)
         out: list[list[int]] = [[] for _ in prompts]
-        alive = [True] * len(prompts)
-        stopped = [False] * len(prompts)  # ended by a stop token, not by its cap
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(x, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True).logits[:, -1]
-        seen: list[dict[tuple[int, ...], set[int]]] = [{} for _ in prompts]  # (n-1)-gram -> tokens after it
-        for step in range(max(limits) + 1):  # + 1: whether a fill of exactly `limit` tokens then stops
-            if no_repeat > 1 and step >= no_repeat - 1:
-                logits = self._ban_repeats(logits, out, seen, alive, no_repeat)
-            nxt = logits.argmax(-1).tolist()
-            for r, t in enumerate(nxt):
-                if alive[r]:
-                    if t in stops:
-                        alive[r], stopped[r] = False, True
-                    elif len(out[r]) >= limits[r]:
-                        alive[r] = False
-                    else:
-                        out[r].append(t)
-            if not any(alive):
-                break
-            mask = torch.cat([mask, torch.ones(len(prompts), 1, dtype=mask.dtype)], 1)
-            pos = pos[:, -1:] + 1
-            logits = self.model(torch.tensor(nxt)[:, None], attention_mask=mask, position_ids=pos, cache=cache,
-                                use_cache=True).logits[:, -1]
+        stopped = [False] * R
+        if R:
+            eng = self.engine
+            cache = eng.new_cache(R, self.context)
+            width = max(len(p) for p in prompts)
+            tok = torch.full((R, width), self.pad, dtype=torch.int64)
+            seg = torch.full((R, width), -1, dtype=torch.int64)
+            for i, p in enumerate(prompts):
+                tok[i, :len(p)] = torch.tensor(p)
+                seg[i, :len(p)] = 0
+            pos = torch.arange(width).expand(R, width).contiguous()
+            acc, scale = eng.forward(tok, pos, seg, cache)
+            last = torch.tensor([len(p) - 1 for p in prompts])
+            logits = eng.logits(acc, scale)[torch.arange(R), last]               # (R, V)
+            here = last + 1                                                       # next position per row
+            alive = [True] * R
+            seen: list[dict[tuple[int, ...], set[int]]] = [{} for _ in prompts]
+            for step in range(max(limits) + 1):  # + 1: whether a fill of exactly `limit` tokens then stops
+                if no_repeat > 1 and step >= no_repeat - 1:
+                    logits = self._ban_repeats(logits, out, seen, alive, no_repeat)
+                nxt = logits.argmax(-1).tolist()
+                for r, t in enumerate(nxt):
+                    if alive[r]:
+                        if t in stops:
+                            alive[r], stopped[r] = False, True
+                        elif len(out[r]) >= limits[r]:
+                            alive[r] = False
+                        else:
+                            out[r].append(t)
+                if not any(alive):
+                    break
+                live = torch.tensor(alive)
+                acc, scale = eng.forward(torch.tensor(nxt)[:, None], here[:, None],
+                                         torch.where(live, 0, -1)[:, None], cache)
+                logits = eng.logits(acc, scale)[:, 0]
+                here = here + 1
         self.last_fill_stopped = stopped
         self.last_fill_ids = out  # tokens generated per row (the text may re-tokenize otherwise)
         self.last_fill_tokens = [len(o) for o in out]
@@ -264,41 +270,3 @@ class CodeModel:
             rows, cols = zip(*banned)
             logits[list(rows), list(cols)] = float("-inf")
         return logits
-
-
-class Stepper:
-    """Next-token log-probabilities for a fixed batch of rows, one token per row per step.
-
-    Context policy (fixed, recorded in archives): each row starts from the model's BOS token; when
-    the cache holds `window` tokens it is rebuilt from the last `window // 2` tokens by one forward
-    pass. Encoder and decoder make exactly the same calls with the same shapes, so results match
-    bit for bit on the same machine and library versions.
-    """
-
-    def __init__(self, model: CodeModel, rows: int, window: int):
-        self.m, self.rows, self.window = model, rows, window
-        self.history: list[list[int]] = [[model.bos] for _ in range(rows)]
-        self._start(torch.tensor([[model.bos]] * rows))
-
-    @torch.no_grad()
-    def _start(self, x: torch.Tensor) -> None:
-        from transformers import DynamicCache
-        self.cache = DynamicCache(config=self.m.model.config)
-        self.filled = x.shape[1]
-        self.logits = self.m.model(x, cache=self.cache, use_cache=True).logits[:, -1]
-
-    def logprobs(self) -> np.ndarray:
-        """(rows, vocab) float64 log-probabilities of the next token, quantized to a 2^-12 grid."""
-        lp = torch.log_softmax(self.logits.double(), -1).numpy()
-        return np.round(lp * 4096.0) / 4096.0
-
-    @torch.no_grad()
-    def push(self, tokens: list[int]) -> None:
-        for h, t in zip(self.history, tokens):
-            h.append(t)
-        if self.filled >= self.window:
-            keep = self.window // 2
-            self._start(torch.tensor([h[-keep:] for h in self.history]))
-            return
-        self.filled += 1
-        self.logits = self.m.model(torch.tensor(tokens)[:, None], cache=self.cache, use_cache=True).logits[:, -1]

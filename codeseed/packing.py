@@ -1,17 +1,28 @@
-"""Pack a source tree into a .cseed archive: walk -> choose a codec per file -> write the archive."""
+"""Pack a source tree into a .cseed archive: walk -> check the entry rules -> choose a codec per file
+(small classical files share solid blocks) -> write the archive.
+
+The classical mode imports no model code (torch, transformers): those are imported when a mode
+needs them, so `--classical`, `info` and `--help` start fast.
+"""
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from codeseed import archive, codecs, exact, seeded
-from codeseed import verify as verify_mod
-from codeseed.lmcodec import MixSettings
-from codeseed.model import CodeModel
+from codeseed import archive, codecs, safety
 from codeseed.errors import InputError, OutputExistsError
 from codeseed.progress import bars
-from codeseed.walk import SourceFile, discover
+from codeseed.walk import LeftOut, SourceFile, scan
+
+if TYPE_CHECKING:
+    from codeseed.lmcodec import StreamSettings
+    from codeseed.model import CodeModel
+
+SOLID_FILE_MAX = 256 << 10   # files up to this size share solid blocks (bytes)
+SOLID_BLOCK_MAX = 4 << 20    # a block is cut once it holds this much (bytes): memory and random access
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,7 @@ class PackReport:
     files: list[FileReport] = field(default_factory=list)
     test_runs: int = 0
     xz_bytes: int | None = None  # seeded mode: xz -9e of all files as one stream, for the report
+    left_out: list[LeftOut] = field(default_factory=list)  # not packed, and why
 
     @property
     def exact_estimate(self) -> float:
@@ -52,6 +64,8 @@ def _check_destination(dst: Path, force: bool) -> None:
         raise OutputExistsError(f"{dst}: already exists (use --force to overwrite)")
     if dst.is_dir():
         raise OutputExistsError(f"{dst}: is a directory")
+    if dst.parent.exists() and not dst.parent.is_dir():
+        raise OutputExistsError(f"{dst.parent}: exists and is not a folder")
     if not dst.parent.is_dir():
         raise InputError(f"{dst.parent}: output folder does not exist")
 
@@ -61,7 +75,79 @@ def entry_for(f: SourceFile, codec: str, fidelity: str = "exact", meta: dict | N
     """An index entry; size is the original's, sha256 that of what unpack writes (for a seeded file,
     the reconstruction pack verified)."""
     return archive.Entry(path=f.path, size=len(f.data), sha256=sha256 or hashlib.sha256(f.data).digest(), codec=codec,
-                         fidelity=fidelity, executable=f.executable, is_symlink=f.is_symlink, meta=meta or {})
+                         fidelity=fidelity, executable=f.executable, is_symlink=f.is_symlink, meta=meta or {},
+                         mode=f.mode)
+
+
+def safe_files(files: list[SourceFile]) -> tuple[list[SourceFile], list[LeftOut]]:
+    """The files that pass the entry rules unpack applies (safety.py), and the rest as left out:
+    pack never writes an archive that unpack refuses."""
+    items = [safety.Item(f.path, f.data if f.is_symlink else None, k) for k, f in enumerate(files)]
+    keep, found = safety.safe_subset(items)
+    return [files[it.key] for it in keep], [LeftOut(p.path, "unsafe", p.reason) for p in found]
+
+
+@dataclass
+class Coded:
+    """A file's payload as pack writes it: `start` and `raw_size` place it in a solid block."""
+    codec: str
+    payload: bytes
+    meta: dict = field(default_factory=dict)
+    start: int = 0
+    raw_size: int | None = None
+    share: int | None = None  # bytes of its block accounted to it in the report (None: by size)
+
+
+def classical(f: SourceFile) -> Coded:
+    """The best classical encoding of one file; a symlink's target is stored as is."""
+    name, payload = ("stored", f.data) if f.is_symlink else codecs.best_classical(f.data)
+    return Coded(name, payload)
+
+
+def solid_candidate(f: SourceFile) -> bool:
+    """Files that go into solid blocks: small regular files (lock files full of hex digests keep
+    the hex codec, on their own)."""
+    return not f.is_symlink and 0 < len(f.data) <= SOLID_FILE_MAX and not codecs._hex_eligible(f.data)
+
+
+def solid_blocks(datas: list[bytes], progress=None) -> list[Coded]:
+    """Code `datas` as solid blocks: contents back to back (each distinct content once) in blocks of
+    up to SOLID_BLOCK_MAX bytes, each block coded by the smallest of codecs.BLOCK_CODECS (measured
+    per block). Returns each data's place: its block's codec and payload, start, and the block size."""
+    blocks: list[bytearray] = [bytearray()]
+    where: dict[bytes, tuple[int, int]] = {}
+    for d in datas:
+        if d not in where:
+            if blocks[-1] and len(blocks[-1]) + len(d) > SOLID_BLOCK_MAX:
+                blocks.append(bytearray())
+            where[d] = (len(blocks) - 1, len(blocks[-1]))
+            blocks[-1] += d
+    task = progress.add_task("solid blocks", total=len(blocks)) if progress else None
+    coded = []
+    for b in blocks:
+        coded.append(codecs.best_classical(bytes(b), codecs.BLOCK_CODECS))
+        if progress:
+            progress.advance(task)
+    return [Coded(coded[k][0], coded[k][1], {}, start, len(blocks[k])) for k, start in (where[d] for d in datas)]
+
+
+def group_small_files(files: list[SourceFile], coded: list[Coded], progress=None) -> list[Coded]:
+    """Move the small exact classical files (`coded[i]` a classical codec with no meta, or the LM
+    codec's token count only) into solid blocks, where the blocks come out smaller than the
+    files coded one by one."""
+    members = [i for i, (f, c) in enumerate(zip(files, coded))
+               if solid_candidate(f) and c.codec in codecs.CLASSICAL and c.raw_size is None]
+    if len(members) < 2:
+        return coded
+    placed = solid_blocks([files[i].data for i in members], progress)
+    block_bytes = sum(len(p) for p in {id(c.payload): c.payload for c in placed}.values())
+    alone = sum(len(p) for _, p in {(coded[i].codec, coded[i].payload) for i in members})  # equal ones once
+    if block_bytes >= alone:
+        return coded
+    out = list(coded)
+    for i, c in zip(members, placed):  # each file is accounted its part of the saving: less than alone
+        out[i] = replace(c, meta=coded[i].meta, share=len(coded[i].payload) * block_bytes // alone)
+    return out
 
 
 MODES = ("seeded", "exact", "classical")
@@ -72,8 +158,9 @@ DEFAULT_MIN_SIMILARITY = 0.7
 def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str | Path | CodeModel | None = None,
          budget: float = DEFAULT_BUDGET, min_similarity: float = DEFAULT_MIN_SIMILARITY,
          test_cmd: str | None = None, test_timeout: float = 300.0, allow_failing_tests: bool = False,
-         lossy_code: bool = False, verify: bool = True, settings: MixSettings | None = None,
-         no_ignore: bool = False, force: bool = False, quiet: bool = True) -> PackReport:
+         lossy_code: bool = False, verify: bool = False, settings: StreamSettings | None = None,
+         no_ignore: bool = False, ignore_unreadable: bool = False, force: bool = False, quiet: bool = True,
+         progress: bool | None = None) -> PackReport:
     """Pack the tree at `src` into the archive `dst`.
 
     mode "seeded": source files the tree-sitter grammars know keep a seed of at most `budget` (a
@@ -85,51 +172,76 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
     re-planning failing files strict, then exact.
     mode "exact": every file byte for byte, each with the smaller of the LM codec (the bundled model,
     or `model`, a folder or a loaded CodeModel) and the best classical codec. mode "classical":
-    zstd/xz/stored only, no model needed. `no_ignore` packs every file, .gitignore or not.
+    zstd/xz/stored only, no model needed. In every mode, small files stored classically share
+    solid blocks. `no_ignore` packs every file, .gitignore or not.
+
+    What is not packed is listed in the report's `left_out` (ignored, unreadable with
+    `ignore_unreadable`, special files, and entries unpack would refuse: safety.py). Raises
+    InputError (exit 3: missing, empty or unreadable input), OutputExistsError (5).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
     src, dst = Path(src), Path(dst)
     _check_destination(dst, force)
-    files = [f for f in discover(src, no_ignore) if (src / f.path).resolve() != dst.resolve()]
+    found = scan(src, no_ignore, ignore_unreadable)
+    files, unsafe = safe_files(_without_archive(src, found.files, dst))
+    left_out = found.left_out + unsafe
+    if not files:
+        raise InputError(f"{src}: no files to pack (all left out: " + ", ".join(
+            sorted({x.reason for x in left_out})) + ")")
     header = archive.Header()
     fidelity = ["exact"] * len(files)
     digest: dict[int, bytes] = {}  # seeded files: SHA-256 of the reconstruction
     test_runs = 0
-    with bars(not quiet) as progress:
+    plan: dict = {}
+    with bars(not quiet if progress is None else progress) as bar:
         if mode == "classical":
-            task = progress.add_task("compress", total=len(files))
-            encoded = []
-            for f in files:
-                encoded.append(exact.classical(f))
-                progress.advance(task)
+            small = [i for i, f in enumerate(files) if solid_candidate(f)]
+            task = bar.add_task("compress", total=len(files) - len(small))
+            coded: list[Coded | None] = [None] * len(files)
+            for i, c in zip(small, solid_blocks([files[i].data for i in small], bar)):
+                coded[i] = c
+            for i, f in enumerate(files):
+                if coded[i] is None:
+                    coded[i] = classical(f)
+                    bar.advance(task)
         else:
+            from codeseed import exact, seeded
+            from codeseed import verify as verify_mod
             lm = load_model(model)
-            settings = settings or MixSettings(window=lm.context)
-            plan: dict = {}
             if mode == "seeded":
                 runner = verify_mod.SuiteRunner(test_cmd, test_timeout) if test_cmd else None
                 tests_usable = runner is not None and verify_mod.check_original(files, runner, allow_failing_tests)
-                planner = seeded.Planner(files, lm, min_similarity, progress)
+                planner = seeded.Planner(files, lm, min_similarity, bar)
                 plan = planner.plan({i: budget for i in planner.langs}, strict=not lossy_code)
                 if tests_usable:
-                    plan = verify_mod.escalate_until_tests_pass(files, planner, plan, runner, progress)
+                    plan = verify_mod.escalate_until_tests_pass(files, planner, plan, runner, bar)
                 label = "seeded+tests" if tests_usable else "seeded+similarity"
                 test_runs = runner.runs if runner else 0
-            coded = [SourceFile(f.path, plan[i].seed.text(), f.executable) if i in plan else f
-                     for i, f in enumerate(files)]
-            encoded = exact.encode(coded, lm, settings, verify=verify, progress=progress)
+            coded_files = [replace(f, data=plan[i].seed.text()) if i in plan else f for i, f in enumerate(files)]
+            encoded, settings = exact.encode(coded_files, lm, settings, progress=bar)
+            coded = [Coded(e.codec, e.payload, e.meta, e.start, e.raw_size) for e in encoded]
             for i, s in plan.items():
-                encoded[i].meta.update(s.meta())
+                coded[i].meta.update(s.meta())
+                if coded[i].codec != exact.LM_CODEC:
+                    coded[i].raw_size = len(coded_files[i].data)  # the seed, alone in its payload
                 fidelity[i] = label
                 digest[i] = hashlib.sha256(s.reconstruction).digest()
-            header = archive.Header(model=lm.id.to_dict(), settings=exact.header_settings(lm, settings))
+            coded = group_small_files(files, coded, bar)
+            header = archive.Header(model=lm.id.to_dict(), settings=exact.header_settings(settings))
             if mode == "seeded":  # how pack filled the holes, so that unpack fills them the same way
                 header.settings["fill"] = {"no_repeat": planner.no_repeat}
-    entries = [entry_for(f, e.codec, fid, e.meta, digest.get(i))
-               for i, (f, e, fid) in enumerate(zip(files, encoded, fidelity))]
-    report = write_report(dst, header, entries, [e.payload for e in encoded])
+    entries = []
+    for i, (f, c, fid) in enumerate(zip(files, coded, fidelity)):
+        e = entry_for(f, c.codec, fid, c.meta, digest.get(i))
+        e.start, e.raw_size = c.start, c.raw_size
+        entries.append(e)
+    report = write_report(dst, header, entries, [c.payload for c in coded])
+    if verify and mode != "classical":
+        _verify_written(dst, lm)
+    report.files = [replace(r, stored_bytes=c.share) if c.share is not None else r for r, c in zip(report.files, coded)]
     report.test_runs = test_runs
+    report.left_out = left_out
     if mode == "seeded":
         report.files = [replace(r, saved_bytes_est=plan[i].saved_bits / 8) if i in plan else r
                         for i, r in enumerate(report.files)]
@@ -137,11 +249,41 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
     return report
 
 
+def _without_archive(src: Path, files: list[SourceFile], dst: Path) -> list[SourceFile]:
+    """`files` less the archive being written (an older one, with force), found by its inode, never
+    by resolving symlinks (a link is stored as a link; resolving one in a loop raised RuntimeError)."""
+    try:
+        st = os.stat(dst)
+    except OSError:
+        return files
+    def same(f: SourceFile) -> bool:
+        try:
+            s = os.lstat(src / f.path)
+        except OSError:
+            return False
+        return (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino)
+    return [f for f in files if f.is_symlink or not same(f)]
+
+
+def _verify_written(dst: Path, lm) -> None:
+    """Decode the archive just written, as `codeseed test` does; remove it and raise
+    VerificationError (exit 8) if anything does not decode back."""
+    from codeseed.errors import CodeseedError, VerificationError
+    from codeseed.unpacking import decode_all
+    try:
+        with archive.Archive(dst) as arc:
+            decode_all(arc, lm)
+    except CodeseedError as e:
+        dst.unlink(missing_ok=True)
+        raise VerificationError(f"{dst}: the archive did not decode back, and was removed ({e})") from None
+
+
 def load_model(model: str | Path | CodeModel | None) -> CodeModel:
+    from codeseed.model import CodeModel
     return model if isinstance(model, CodeModel) else CodeModel(model)
 
 
 def write_report(dst: Path, header: archive.Header, entries: list[archive.Entry], payloads: list[bytes]) -> PackReport:
     size = archive.write(dst, header, entries, payloads)
-    return PackReport(dst, size, [FileReport(e.path, e.size, len(p), e.codec, e.fidelity, e.meta.get("budget"))
-                                  for e, p in zip(entries, payloads)])
+    return PackReport(dst, size, [FileReport(e.path, e.size, e.stored_share(), e.codec, e.fidelity, e.meta.get("budget"))
+                                  for e in entries])

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from rapidfuzz.distance import Levenshtein
 
 from codeseed import assess, select, spans
-from codeseed.lmcodec import pinned_threads
+from codeseed.candidates import model_candidate
+from codeseed.engine import pinned_threads
 from codeseed.model import NO_REPEAT
 from codeseed.walk import SourceFile
 
@@ -172,9 +173,10 @@ def fill_seed(seed: Seed, fill) -> bytes:
 
 
 def seedable(f: SourceFile) -> spans.Language | None:
-    """The language of a file seeded mode can handle: known, UTF-8 text, no NUL, parses cleanly."""
+    """The language of a file seeded mode can handle: a model candidate (candidates.py: not too
+    large, not minified), known, UTF-8 text, no NUL, parses cleanly."""
     name = spans.language_for(f.path)
-    if f.is_symlink or not name or not f.data or HOLE in f.data:
+    if not model_candidate(f) or not name or HOLE in f.data:
         return None
     try:
         f.data.decode("utf-8")

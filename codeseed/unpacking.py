@@ -1,18 +1,30 @@
-"""Unpack a .cseed archive: check every path, decode and verify every entry, then write atomically.
+"""Unpack a .cseed archive: check every entry, decode and verify everything, then write into a
+staging folder that becomes the output only when complete.
 
-Nothing is written until every entry has been decoded and its SHA-256 checked, and every path has
-been found safe, so a corrupt, truncated or malicious archive leaves the output untouched.
+Order: the index is checked when the archive opens (archive.py); link targets are decoded and every
+entry is checked by the rules pack applies too (safety.py); the output is checked (it exists, a
+parent is a file, a path is too long); every entry is decoded, each payload no larger than it
+declares, and checked against its SHA-256 and the tree digest; only then is anything written,
+into a staging folder next to the output (inside it, when it exists), which is renamed into place.
+So a corrupt, truncated or malicious archive leaves the output untouched, and an unpack stopped at
+any moment (SIGINT, SIGTERM, SIGKILL) leaves either no output folder or the complete tree. Into an
+existing folder, the staged entries are moved in one by one at the very end: that last step (a
+rename per top-level name) is not atomic as a whole.
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from codeseed import archive, codecs
-from codeseed.errors import ArchiveError, OutputExistsError, UnsafeArchiveError, VerificationError
+from codeseed import archive, codecs, safety
+from codeseed.errors import ArchiveError, InputError, OutputExistsError, UnsafeArchiveError, VerificationError
 from codeseed.progress import bars
+
+STAGING_PREFIX = ".cseed-unpack-"
 
 
 @dataclass(frozen=True)
@@ -20,44 +32,70 @@ class UnpackReport:
     dest: Path
     files: int
     bytes: int
+    skipped: list[safety.Problem] = field(default_factory=list)  # unsafe entries left out (skip_unsafe)
 
 
 def check_paths(entries: list[archive.Entry]) -> None:
-    """Refuse absolute paths, `..`, empty or odd components, duplicates, and paths through a symlink."""
-    seen: set[str] = set()
-    links = {e.path for e in entries if e.is_symlink}
-    files = {e.path for e in entries}
+    """Refuse an archive whose names break the entry rules (link targets need decoding: see
+    `checked_entries`, which applies every rule)."""
+    found = safety.problems(safety.Item(e.path) for e in entries)
+    if found:
+        raise UnsafeArchiveError(_unsafe_message(found))
+
+
+def _unsafe_message(found: list[safety.Problem]) -> str:
+    more = f" (and {len(found) - 1} more; --skip-unsafe extracts the rest)" if len(found) > 1 else \
+        " (--skip-unsafe extracts the rest)"
+    return f"unsafe entry in archive: {found[0]}{more}"
+
+
+def decode_payload(arc: archive.Archive, e: archive.Entry, cache: dict[int, bytes] | None = None) -> bytes:
+    """The decoded data of a classical entry: its slice of its payload, which decodes to no more than
+    its declared size; a block is decoded once through `cache` (payload_id -> bytes)."""
+    if cache is not None and e.payload_id in cache:
+        data = cache[e.payload_id]
+    else:
+        exact_size = arc.version >= 3 or e.fidelity == "exact"  # formats 1-2 did not record a seed's size
+        data = codecs.decode_classical(e.codec, arc.payload(e), e.decoded_size(), exact_size)
+        if cache is not None and e.size < len(data):
+            cache[e.payload_id] = data
+    if e.fidelity != "exact":
+        return data
+    return data if e.start == 0 and e.size == len(data) else data[e.start:e.start + e.size]
+
+
+def checked_entries(arc: archive.Archive, skip_unsafe: bool = False, outside=None
+                    ) -> tuple[list[int], list[safety.Problem]]:
+    """The indexes of the entries to write, and the unsafe ones left out: every rule of safety.py,
+    on the names and the *decoded* link targets. UnsafeArchiveError (exit 7) on any problem
+    unless `skip_unsafe`. `outside(path)` gives symlinks already in the output folder."""
+    items, cache = [], {}
+    for k, e in enumerate(arc.entries):
+        target = None
+        if e.is_symlink:  # too long to be a target: not decoded, and reported as too long
+            target = b"x" * safety.PATH_MAX if e.size >= safety.PATH_MAX else decode_payload(arc, e, cache)
+        items.append(safety.Item(e.path, target, k))
+    if not skip_unsafe:
+        found = safety.problems(items, outside)
+        if found:
+            raise UnsafeArchiveError(_unsafe_message(found))
+        return list(range(len(items))), []
+    keep, found = safety.safe_subset(items, outside)
+    return [it.key for it in keep], found
+
+
+def _check_output(dest: Path, entries: list[archive.Entry], force: bool) -> None:
+    """Refuse to write over anything (without force), through a symlink, onto a folder, or where a
+    path is too long: before anything is written."""
+    for p in [*reversed(dest.absolute().parents), dest]:
+        if (p.exists() or p.is_symlink()) and not p.is_dir():
+            raise OutputExistsError(f"{p}: exists and is not a folder")
+    base = len(os.fsencode(dest.absolute())) + 1 + len(STAGING_PREFIX) + 16  # room for the staging folder
     for e in entries:
-        p = e.path
-        if not p or p.startswith("/") or "\\" in p or "\0" in p or (len(p) > 1 and p[1] == ":"):
-            raise UnsafeArchiveError(f"unsafe path in archive: {p!r} (absolute or not a POSIX relative path)")
-        parts = p.split("/")
-        if any(part in ("", ".", "..") for part in parts):
-            raise UnsafeArchiveError(f"unsafe path in archive: {p!r} (empty, '.' or '..' component)")
-        if p in seen:
-            raise UnsafeArchiveError(f"unsafe archive: {p!r} appears twice")
-        seen.add(p)
-        for i in range(1, len(parts)):
-            parent = "/".join(parts[:i])
-            if parent in links:
-                raise UnsafeArchiveError(f"unsafe path in archive: {p!r} passes through the symlink {parent!r}")
-            if parent in files:
-                raise UnsafeArchiveError(f"unsafe archive: {p!r} is inside the file {parent!r}")
-
-
-def _check_link_target(path: str, target: str) -> None:
-    if target.startswith("/") or not target:
-        raise UnsafeArchiveError(f"unsafe symlink in archive: {path!r} -> {target!r} (absolute)")
-    depth = len(PurePosixPath(path).parts) - 1
-    for part in PurePosixPath(target).parts:
-        depth += -1 if part == ".." else (0 if part == "." else 1)
-        if depth < 0:
-            raise UnsafeArchiveError(f"unsafe symlink in archive: {path!r} -> {target!r} (points outside)")
-
-
-def _check_disk(dest: Path, entries: list[archive.Entry], force: bool) -> None:
-    if dest.exists() and not dest.is_dir():
-        raise OutputExistsError(f"{dest}: exists and is not a directory")
+        if base + len(e.path.encode("utf-8", "surrogateescape")) >= safety.PATH_MAX:
+            raise InputError(f"{dest}: output path too long for this system: {e.path!r}")
+    if not dest.is_dir():
+        return
     for e in entries:
         target = dest / e.path
         for parent in list(reversed(PurePosixPath(e.path).parents))[1:]:
@@ -65,12 +103,20 @@ def _check_disk(dest: Path, entries: list[archive.Entry], force: bool) -> None:
             if d.is_symlink():
                 raise UnsafeArchiveError(f"refusing to write {e.path!r}: {parent} is a symlink in {dest}")
             if d.exists() and not d.is_dir():
-                raise OutputExistsError(f"{d}: exists and is not a directory")
+                raise OutputExistsError(f"{d}: exists and is not a folder")
         if target.is_symlink() or target.exists():
             if not force:
                 raise OutputExistsError(f"{target}: already exists (use --force to overwrite)")
             if target.is_dir() and not target.is_symlink():
-                raise OutputExistsError(f"{target}: is a directory")
+                raise OutputExistsError(f"{target}: is a folder")
+
+
+def _disk_links(dest: Path):
+    """outside(path) for safety.problems: the target of a symlink already in `dest`."""
+    def outside(path: str) -> bytes | None:
+        p = dest / path
+        return os.fsencode(os.readlink(p)) if p.is_symlink() else None
+    return outside
 
 
 def load_model_for(arc: archive.Archive, model=None):
@@ -85,27 +131,37 @@ def load_model_for(arc: archive.Archive, model=None):
 
 
 def decode_entries(arc: archive.Archive, model=None, progress=None) -> dict[str, bytes]:
-    """Decode every entry and check its size and SHA-256: ArchiveError on a mismatch, VerificationError
-    where a seeded file's reconstruction is not the one pack verified (another model or machine)."""
-    out: dict[str, bytes] = {}
-    for e in arc.entries:
+    """decode_all() by path (an archive holding a path twice is refused before this, or skipped)."""
+    return {e.path: data for e, data in zip(arc.entries, decode_all(arc, model, progress))}
+
+
+def decode_all(arc: archive.Archive, model=None, progress=None) -> list[bytes]:
+    """Decode every entry (in index order) and check its size and SHA-256: ArchiveError on a mismatch,
+    VerificationError where a seeded file's reconstruction is not the one pack verified (another
+    model or machine)."""
+    out: list[bytes] = [b""] * len(arc.entries)
+    cache: dict[int, bytes] = {}
+    task = progress.add_task("decode", total=len(arc.entries)) if progress else None
+    for k, e in enumerate(arc.entries):
         if e.codec in codecs.CLASSICAL:
-            out[e.path] = codecs.decode_classical(e.codec, arc.payload(e))
+            out[k] = decode_payload(arc, e, cache)
         elif e.codec != "lm":
             raise ArchiveError(f"{arc.path}: unknown codec {e.codec!r} (archive from a newer codeseed?)")
-    seeded_entries = [e for e in arc.entries if e.fidelity != "exact"]
+        if progress:
+            progress.advance(task)
+    cache.clear()
+    seeded_entries = [k for k, e in enumerate(arc.entries) if e.fidelity != "exact"]
     lm_entries = any(e.codec == "lm" for e in arc.entries)
     lm = load_model_for(arc, model) if lm_entries or seeded_entries else None  # loaded once, if needed
     if lm_entries:
         from codeseed import exact
         if lm is None:
             raise ArchiveError(f"{arc.path}: corrupt archive (LM entries but no model in the header)")
-        out.update(exact.decode(arc, out, lm, progress))
+        exact.decode(arc, out, lm, progress)
     if seeded_entries:
         _reconstruct(arc, seeded_entries, out, lm, progress)
     digests, differs = [], []
-    for e in arc.entries:
-        data = out[e.path]
+    for e, data in zip(arc.entries, out):
         ok, full = arc.matches(e, data)
         if e.fidelity == "exact" and (len(data) != e.size or not ok):
             raise ArchiveError(f"{arc.path}: corrupt archive ({e.path!r} does not match its SHA-256)")
@@ -120,67 +176,117 @@ def decode_entries(arc: archive.Archive, model=None, progress=None) -> dict[str,
     return out
 
 
-def _reconstruct(arc: archive.Archive, entries: list[archive.Entry], out: dict[str, bytes], lm, progress) -> None:
-    """Regenerate seeded files from their seeds into `out` (decode_entries checks them)."""
+def _reconstruct(arc: archive.Archive, ks: list[int], out: list[bytes], lm, progress) -> None:
+    """Regenerate the seeded entries `ks` from their seeds, in `out` (decode_all checks them)."""
     from codeseed import seeded
     if lm is None:
         raise ArchiveError(f"{arc.path}: corrupt archive (seeded entries but no model in the header)")
+    entries = [arc.entries[k] for k in ks]
     try:
-        seeds = [seeded.Seed.parse(out[e.path], [int(h) for h in e.meta["holes"]], str(e.meta.get("stops", "")))
-                 for e in entries]
+        seeds = [seeded.Seed.parse(out[k], [int(h) for h in e.meta["holes"]], str(e.meta.get("stops", "")))
+                 for k, e in zip(ks, entries)]
     except (KeyError, ValueError, TypeError):
         raise ArchiveError(f"{arc.path}: corrupt archive (bad seed)") from None
-    try:  # archives from before the fill settings were recorded filled by plain greedy
-        no_repeat = int((arc.header.settings or {}).get("fill", {}).get("no_repeat", 0))
-    except (AttributeError, TypeError, ValueError):
-        raise ArchiveError(f"{arc.path}: corrupt archive (bad fill settings)") from None
-    for e, recon in zip(entries, seeded.reconstruct(lm, seeds, progress, no_repeat)):
-        out[e.path] = recon
+    # archives from before the fill settings were recorded filled by plain greedy (archive.py checked the type)
+    no_repeat = int(arc.header.settings.get("fill", {}).get("no_repeat", 0))
+    if arc.version < 3:  # seeds of formats 1-2 were filled by the float engine (legacy.py)
+        from codeseed.legacy import FloatModel
+        lm = FloatModel(lm.path)
+    for k, recon in zip(ks, seeded.reconstruct(lm, seeds, progress, no_repeat)):
+        out[k] = recon
 
 
-def _write_atomic(target: Path, data: bytes, executable: bool) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:40]}.", suffix=".cseed-tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o755 if executable else 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
-def write_tree(dest: Path, entries: list[archive.Entry], contents: dict[str, bytes], force: bool) -> int:
-    """Write decoded entries under `dest`; returns the number of bytes written."""
+def write_tree(root: Path, items: list[tuple[archive.Entry, bytes]], umask: int | None = None) -> int:
+    """Write (entry, data) pairs into the new, empty folder `root` (a staging folder): files with
+    their stored permission bits under the umask, as tar does; returns the bytes written."""
+    umask = current_umask() if umask is None else umask
+    made: set[str] = set()
     total = 0
-    for e in entries:
-        target = dest / e.path
-        data = contents[e.path]
-        if e.is_symlink:
-            if target.is_symlink() or target.exists():
-                target.unlink()  # only reached with force: _check_disk refused otherwise
+    for e, data in items:
+        target = root / e.path
+        parent = str(PurePosixPath(e.path).parent)
+        if parent != "." and parent not in made:
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(os.fsdecode(data), target)
+            made.add(parent)
+        if e.is_symlink:
+            os.symlink(data, target)
         else:
-            _write_atomic(target, data, e.executable)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(target, e.permissions() & ~umask)
         total += len(data)
     return total
 
 
-def unpack(src: str | Path, dst: str | Path, *, model=None, force: bool = False, quiet: bool = True) -> UnpackReport:
-    """Unpack `src` into the folder `dst`; `model` (folder or CodeModel) must be the one that packed it."""
+def _merge(staging: Path, dest: Path) -> None:
+    """Move everything staged into the existing folder `dest` (_check_output allowed each name)."""
+    for item in sorted(staging.iterdir()):
+        there = dest / item.name
+        if item.is_dir() and not item.is_symlink() and there.is_dir() and not there.is_symlink():
+            _merge(item, there)
+            item.rmdir()
+        else:
+            os.replace(item, there)
+
+
+def _make_parents(dest: Path) -> None:
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputExistsError(f"{dest.parent}: exists and is not a folder") from None
+
+
+def unpack(src: str | Path, dst: str | Path, *, model=None, force: bool = False, quiet: bool = True,
+           skip_unsafe: bool = False, progress: bool | None = None) -> UnpackReport:
+    """Unpack `src` into the folder `dst`; `model` (folder or CodeModel) must be the one that packed it.
+
+    Raises ArchiveError (exit 4: corrupt, truncated, a bad field), UnsafeArchiveError (7: an entry
+    breaks safety.py's rules; `skip_unsafe` leaves such entries out instead and lists them in the
+    report), OutputExistsError (5: something would be overwritten without `force`, or the output is
+    not a folder), InputError (3: an output path too long), ModelMismatchError (6),
+    VerificationError (8). Nothing is written unless everything checks out."""
     src, dest = Path(src), Path(dst)
     with archive.Archive(src) as arc:
-        check_paths(arc.entries)
-        for e in arc.entries:
-            if e.is_symlink:
-                _check_link_target(e.path, os.fsdecode(arc.payload(e)))
-        _check_disk(dest, arc.entries, force)
-        lm = load_model_for(arc, model)  # a wrong model is refused here, before any decoding
-        with bars(not quiet) as progress:
-            contents = decode_entries(arc, lm, progress)
-        dest.mkdir(parents=True, exist_ok=True)
-        total = write_tree(dest, arc.entries, contents, force)
-        return UnpackReport(dest, len(arc.entries), total)
+        try:
+            outside = _disk_links(dest) if dest.is_dir() else None
+            keep, skipped = checked_entries(arc, skip_unsafe, outside)
+            entries = [arc.entries[k] for k in keep]
+            _check_output(dest, entries, force)
+            lm = load_model_for(arc, model)  # a wrong model is refused here, before any decoding
+            with bars(not quiet if progress is None else progress) as bar:
+                datas = decode_all(arc, lm, bar)
+                total = _write_staged(dest, [(arc.entries[k], datas[k]) for k in keep], bar)
+        except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                raise InputError(f"{e.filename or dest}: path too long for this system") from None
+            raise
+        return UnpackReport(dest, len(entries), total, skipped)
+
+
+def _write_staged(dest: Path, items: list[tuple[archive.Entry, bytes]], bar) -> int:
+    exists = dest.is_dir()
+    if not exists:
+        _make_parents(dest)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest if exists else dest.parent))
+    try:
+        task = bar.add_task("write", total=1)
+        umask = current_umask()
+        total = write_tree(staging, items, umask)
+        if exists:
+            _merge(staging, dest)
+            staging.rmdir()
+        else:
+            os.chmod(staging, 0o777 & ~umask)  # mkdtemp made it 0700; a new folder gets the umask's mode
+            os.rename(staging, dest)        # atomic: the output appears complete, or not at all
+        bar.advance(task)
+        return total
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -187,12 +187,36 @@ def test_wrong_magic_and_newer_version(sample, tmp_path):
         codeseed.unpack(tmp_path / "v.cseed", tmp_path / "out")
 
 
-def test_format_1_archives_still_unpack(tmp_path):
-    files = [("a.py", b"print(1)\n"), ("b.txt", b"hello\n")]
-    ents = [archive.Entry(p, len(d), hashlib.sha256(d).digest(), "stored") for p, d in files]
-    archive.write(tmp_path / "v1.cseed", archive.Header(), ents, [d for _, d in files], version=1)
-    codeseed.unpack(tmp_path / "v1.cseed", tmp_path / "out")
-    assert [(tmp_path / "out" / p).read_bytes() for p, _ in files] == [d for _, d in files]
+# What tests/data/format1.cseed and format2.cseed hold: written by archive.write(..., version=1 and 2) at
+# commit 60c3893 (before format 3), each entry with codecs.best_classical (zstd, xz, hex, stored).
+OLD_FORMAT_FILES = {  # path: (data, executable, symlink)
+    "README.md": (b"# old archive\n\nkept to check that old formats still unpack.\n" * 3, False, False),
+    "pkg/__init__.py": (b"", False, False),
+    "pkg/core.py": (b"def add(a, b):\n    return a + b\n\n" * 20, False, False),
+    "pkg/alias.py": (b"core.py", False, True),
+    "bin/run.sh": (b"#!/bin/sh\necho run\n", True, False),
+    "data/blob.bin": (bytes(range(256)) * 4, False, False),
+    "uv.lock": (b"".join(b'hash = "sha256:%s"\n' % hashlib.sha256(bytes([i])).hexdigest().encode() for i in range(8)),
+                False, False),
+}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_format_versions_still_unpack(tmp_path, version):
+    src = Path(__file__).resolve().parent / "data" / f"format{version}.cseed"
+    with archive.Archive(src) as arc:
+        assert struct.unpack("<H", src.read_bytes()[8:10])[0] == version
+        assert {e.codec for e in arc.entries} == {"stored", "zstd", "xz", "hex"}
+    assert main(["test", str(src), "-q"]) == 0
+    out = tmp_path / "out"
+    codeseed.unpack(src, out)
+    for path, (data, executable, link) in OLD_FORMAT_FILES.items():
+        if link:
+            assert os.readlink(out / path) == data.decode()
+        else:
+            assert (out / path).read_bytes() == data
+            assert os.access(out / path, os.X_OK) == executable
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir()) == sorted(OLD_FORMAT_FILES)
 
 
 def test_tree_digest_catches_what_the_short_digests_miss(tmp_path):

@@ -38,31 +38,6 @@ def test_exact_round_trip_uses_lm_and_never_exceeds_classical(sample, tmp_path, 
         assert all(e.fidelity == "exact" for e in arc.entries)
 
 
-def test_mixing_helps_on_a_repetitive_repository(tiny_model):
-    texts = [(FIXTURE / "inventory" / "store.py").read_text(), (FIXTURE / "tests" / "test_store.py").read_text()]
-    toks = [tiny_model.encode(t) for t in texts] * 2  # the second copy must come almost for free
-    sizes = {}
-    for name, s in {"lm": lmcodec.MixSettings(window=64, batch_rows=2, ngram_orders=(), ngram_alpha=(), match=False),
-                    "mixed": lmcodec.MixSettings(window=64, batch_rows=2)}.items():
-        state = lmcodec.ArchiveState(s)
-        sizes[name] = [len(p) for b in lmcodec.plan_batches(len(toks), 2)
-                       for p in lmcodec.encode_batch(tiny_model, state, [toks[i] for i in b])]
-    assert sum(sizes["mixed"]) < 0.8 * sum(sizes["lm"])
-    assert sum(sizes["mixed"][2:]) < 0.25 * sum(sizes["mixed"][:2])
-
-
-@pytest.mark.parametrize("rows", [1, 3])
-def test_lm_stream_round_trip_for_batch_sizes(tiny_model, rows):
-    texts = [p.read_text() for p in sorted(FIXTURE.rglob("*.py"))]
-    toks = [tiny_model.encode(t) for t in texts]
-    s = lmcodec.MixSettings(window=64, batch_rows=rows)
-    enc, dec = lmcodec.ArchiveState(s), lmcodec.ArchiveState(s)
-    for b in lmcodec.plan_batches(len(toks), rows):
-        payloads = lmcodec.encode_batch(tiny_model, enc, [toks[i] for i in b])
-        got = lmcodec.decode_batch(tiny_model, dec, [len(toks[i]) for i in b], payloads, [None] * len(b))
-        assert got == [toks[i] for i in b]
-
-
 def test_decode_in_another_process_with_other_thread_counts(sample, tmp_path, tiny_model, tiny_model_path):
     import torch
     torch.set_num_threads(2)
@@ -90,33 +65,79 @@ def test_wrong_model_is_refused_before_writing(sample, tmp_path, tiny_model, tmp
     assert not (tmp_path / "out").exists()
 
 
-def test_long_files_are_cut_into_chunks_that_round_trip(sample, tmp_path, tiny_model):
-    """Chunks of 40 tokens: files span several chunks, and chunks of one file span batches."""
-    s = lmcodec.MixSettings(window=64, batch_rows=3, chunk_tokens=40)
+def test_long_files_are_cut_into_segments_that_round_trip(sample, tmp_path, tiny_model):
+    """Segments of 40 tokens in 3 rows: files span several segments, on several rows."""
+    s = lmcodec.StreamSettings(window=32, rows=3, chunk=40)
     report = codeseed.pack(sample, tmp_path / "a.cseed", mode="exact", model=tiny_model, settings=s)
     assert {f.path: f for f in report.files}["inventory/store.py"].codec == "lm"
     with archive.Archive(tmp_path / "a.cseed") as arc:
-        assert arc.header.settings["lm"]["chunk_tokens"] == 40
+        assert arc.header.settings["lm"]["chunk"] == 40 and arc.header.settings["lm"]["rows"] == 3
         assert max(e.meta.get("n", 0) for e in arc.entries) > 3 * 40
+        assert len({e.payload_id for e in arc.entries if e.codec == "lm"}) == 1  # one stream
     codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out", model=tiny_model)
     assert tree_digest(tmp_path / "out") == tree_digest(sample)
 
 
-def test_chunk_table_round_trip_and_rejects_garbage():
-    parts = [b"\1\2\3\4", b"", b"\5\6\7\x08" * 3]
-    assert lmcodec.split_chunks(lmcodec.join_chunks(parts), 3) == parts
-    assert lmcodec.split_chunks(b"wxyz", 1) == [b"wxyz"]
-    with pytest.raises(ValueError):
-        lmcodec.split_chunks(b"\xff\xff\xff\x00abcd", 2)  # a chunk longer than the payload
-    with pytest.raises(ValueError):
-        lmcodec.split_chunks(b"\0\0", 3)
+def test_identical_text_files_are_coded_once(tmp_path, tiny_model):
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    text = (FIXTURE / "inventory" / "store.py").read_bytes()
+    (src / "a" / "one.py").write_bytes(text)
+    (src / "two.py").write_bytes(text)
+    codeseed.pack(src, tmp_path / "a.cseed", mode="exact", model=tiny_model)
+    with archive.Archive(tmp_path / "a.cseed") as arc:
+        assert sorted(("n" in e.meta, e.codec) for e in arc.entries) == [(False, "lm"), (True, "lm")]
+    codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out", model=tiny_model)
+    assert (tmp_path / "out" / "two.py").read_bytes() == text == (tmp_path / "out" / "a" / "one.py").read_bytes()
+
+
+def test_a_damaged_stream_is_a_one_line_error_naming_the_file(sample, tmp_path, tiny_model, tiny_model_path):
+    """Flip a byte in the LM payload (CRC fixed up, so only the decode can notice): the SHA-256 names
+    a file, or the stream itself is refused; never a traceback, never a written file."""
+    codeseed.pack(sample, tmp_path / "a.cseed", mode="exact", model=tiny_model)
+    with archive.Archive(tmp_path / "a.cseed") as arc:
+        e = next(e for e in arc.entries if e.codec == "lm")
+        offset, length = e.offset, e.length
+    data = bytearray((tmp_path / "a.cseed").read_bytes())
+    data[offset + length // 2] ^= 0x10
+    bad = tmp_path / "bad.cseed"
+    bad.write_bytes(_fix_crc(bytes(data), offset, length))
+    r = subprocess.run([sys.executable, "-m", "codeseed", "unpack", str(bad), "-o", str(tmp_path / "out"),
+                        "--model", str(tiny_model_path)], capture_output=True, text=True)
+    assert r.returncode == ArchiveError.exit_code, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert ".py" in r.stderr or "LM stream" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _fix_crc(data: bytes, offset: int, length: int) -> bytes:
+    """The archive with the CRC32 of the payload at `offset` recomputed: index and footer rewritten."""
+    import struct
+    import zlib
+    footer = archive.FOOTERS[3]
+    ioff, ilen, raw_len, _, end = footer.unpack(data[-footer.size:])
+    index = bytearray(codecs.xz_decode(data[ioff:ioff + ilen], raw_len))
+    # the payload table opens the index: count, codec names, lengths, decoded sizes, CRC32s
+    n, pos = codecs.read_varint(index, 0)
+    for _ in range(n):
+        ln, pos = codecs.read_varint(index, pos)
+        pos += ln
+    lengths = []
+    for _ in range(2 * n):
+        v, pos = codecs.read_varint(index, pos)
+        lengths.append(v)
+    starts = [ioff - sum(lengths[:n]) + sum(lengths[:k]) for k in range(n)]
+    k = starts.index(offset)
+    index[pos + 4 * k:pos + 4 * k + 4] = struct.pack("<I", zlib.crc32(data[offset:offset + length]))
+    raw = codecs.xz_encode(bytes(index))
+    return data[:ioff] + raw + footer.pack(ioff, len(raw), len(index), zlib.crc32(raw), end)
 
 
 @pytest.mark.parametrize("text", [b"", b"abc", b"x" * 10 + b"a" * 33, b"0" * 33, b"f" * 31 + b"\n",
                                   b"a" * 33 + b"x" + b"1" * 32, b"sha256:" + bytes(range(48, 58)) * 7 + b"\n"])
 def test_hex_codec_round_trip(text):
     payload = codecs.CLASSICAL["hex"].encode(text)
-    assert codecs.decode_classical("hex", payload) == text
+    assert codecs.decode_classical("hex", payload, len(text)) == text
 
 
 def test_hex_codec_wins_on_a_lock_file_and_rejects_garbage():
@@ -124,7 +145,7 @@ def test_hex_codec_wins_on_a_lock_file_and_rejects_garbage():
                     for i in range(200))
     name, payload = codecs.best_classical(lock)
     assert name == "hex" and len(payload) < len(codecs.xz_encode(lock))
-    assert codecs.decode_classical(name, payload) == lock
+    assert codecs.decode_classical(name, payload, len(lock)) == lock
     for damaged in (payload[:-1], b"\x05abcde" + payload[6:], b"\xff"):
         with pytest.raises(ArchiveError):
-            codecs.decode_classical("hex", damaged)
+            codecs.decode_classical("hex", damaged, len(lock))

@@ -14,23 +14,26 @@ from codeseed.model import CodeModel, bundled_path
 from tests.test_archive import FIXTURE
 
 
-def test_token_bits_over_windows_matches_a_plain_forward_pass(tiny_model):
+def test_token_bits_follow_the_float_model_over_several_windows(tiny_model):
+    """token_bits slides the engine's window over a long file; on the first window it must agree with
+    the float model (transformers) up to the engine's quantization."""
+    from transformers import AutoModelForCausalLM
     text = (FIXTURE / "inventory" / "store.py").read_text()
     ids = tiny_model.encode(text)
     assert len(ids) > 3 * tiny_model.context  # several windows
     bits = tiny_model.token_bits(ids)
     assert bits.shape == (len(ids),) and np.all(bits > 0)
     first = [tiny_model.bos] + ids[:tiny_model.context - 1]
+    hf = AutoModelForCausalLM.from_pretrained(tiny_model.path, dtype=torch.float64).eval()
     with torch.no_grad():
-        logp = torch.log_softmax(tiny_model.model(torch.tensor([first])).logits[0].double(), -1)
+        logp = torch.log_softmax(hf(torch.tensor([first])).logits[0], -1)
     direct = -logp[torch.arange(len(first) - 1), torch.tensor(first[1:])].numpy() / np.log(2)
-    assert np.allclose(bits[:len(direct)], direct, rtol=1e-5)
+    assert np.abs(bits[:len(direct)] - direct).mean() < 0.05
     assert tiny_model.score([text])[0].sum() == pytest.approx(bits.sum())
 
 
 def test_fill_is_deterministic_and_capped(tiny_model):
-    # Deterministic for the same call. Not invariant to batch composition (left padding changes the
-    # numerics; measured), which is why seeded reconstruction fills each file on its own.
+    # Deterministic for the same call, and for any batch (tests/test_engine.py)
     text = (FIXTURE / "inventory" / "models.py").read_text()
     cuts = [(200, 260), (500, 540), (900, 1000)]
     pre = [text[:a] for a, b in cuts]
