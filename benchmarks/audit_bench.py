@@ -337,13 +337,13 @@ def main() -> int:
                     help="another clean tree for false flags (its files split like the others), e.g. "
                          "packages the model never saw")
     args = ap.parse_args()
-    from codeseed.audit import AuditConfig, audit
+    from codeseed.audit import AuditConfig, OneThread, audit
     from codeseed.model import CodeModel
     from codeseed.walk import discover
     seed = {"dev": 1, "test": 2}[args.split]
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="audit-bench-"))
-    model = CachedModel(CodeModel(args.model, threads=1))
+    model = CachedModel(OneThread(CodeModel(args.model)))
     base_cfg = AuditConfig(disable=["binary", "generated", "too_large", "too_much_information"])
     result: dict = {"split": args.split, "seed": seed, "trees": {}}
     all_planted_staged, all_planted_full = [], []

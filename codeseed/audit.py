@@ -402,10 +402,23 @@ class LazyModel:
         if self._model is None:
             if hasattr(self._spec, "char_bits"):
                 self._model = self._spec
-            else:  # one thread: two under a busy machine were 6.5x slower here (benchmarks/RESULTS.md)
+            else:
                 from codeseed.model import CodeModel
-                self._model = CodeModel(self._spec, threads=1)
+                self._model = OneThread(CodeModel(self._spec))
         return self._model
+
+
+class OneThread:
+    """A model whose scoring runs on one thread: the audit's passes are small, and two threads on a
+    busy 2-core machine were 6.5x slower than one (benchmarks/RESULTS.md, issue 17)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def char_bits(self, text: str) -> np.ndarray:
+        from codeseed.engine import pinned_threads
+        with pinned_threads(1):
+            return self.model.char_bits(text)
 
 
 def _line_starts(lines: list[str]) -> np.ndarray:

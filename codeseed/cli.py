@@ -14,6 +14,7 @@ from pathlib import Path
 
 import codeseed
 from codeseed.errors import CodeseedError
+from codeseed.packing import DEFAULT_BUDGET, DEFAULT_MIN_SIMILARITY
 
 
 def display(name: str) -> str:
@@ -215,8 +216,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
             if col:
                 table.add_column(col, justify="left" if col in ("path", "flags") else "right")
         for f in report.files:
-            row = [display(f.path), f"{f.raw_bytes:,}", f"{f.zstd_bytes:,}", f"{f.info_bytes:,.0f}" + ("" if f.scored else "~"),
-                   f"{f.bits_per_byte:.2f}" + ("" if f.scored else "~")]
+            est = "" if f.scored else "~"
+            row = [display(f.path), f"{f.raw_bytes:,}", f"{f.zstd_bytes:,}", f"{f.info_bytes:,.0f}{est}",
+                   f"{f.bits_per_byte:.2f}{est}"]
             if change:
                 row.append(f"{f.added_info_bytes:,.0f}" + ("" if f.added_scored else "~"))
             table.add_row(*row, ", ".join(sorted({x.kind for x in f.flags})))
@@ -253,39 +255,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_audit_parser(sub) -> None:
-    sp = sub.add_parser("audit", help="flag secrets and encoded data a change adds, and measure its information "
-                                      "(pre-commit)")
-    sp.add_argument("paths", nargs="*", type=Path,
-                    help="files and folders to audit (folders honour .gitignore); with --staged or --diff, "
-                         "only these of the changed files")
-    what = sp.add_mutually_exclusive_group()
-    what.add_argument("--staged", action="store_true", help="audit the lines the staged changes add")
-    what.add_argument("--diff", metavar="REV", help="audit the lines added since revision REV (git diff REV: "
-                                                   "commits and working tree)")
-    sp.add_argument("--baseline", type=Path, metavar="FILE",
-                    help="accepted findings (JSON): those in it do not fail the audit")
-    sp.add_argument("--update-baseline", action="store_true",
-                    help="write every current finding to --baseline FILE as accepted, and exit 0")
-    sp.add_argument("--measure", action="store_true",
-                    help="score every text file with the model (default: only where a finding or a limit needs it; "
-                         "zstd estimates, marked ~, elsewhere)")
-    sp.add_argument("--json", action="store_true", help="machine-readable output")
-    sp.add_argument("-q", "--quiet", action="store_true", help="print only the flags")
-    sp.add_argument("--model", type=Path, help="local Hugging Face model folder (default: the bundled model)")
-    sp.set_defaults(func=cmd_audit)
-
-
-def build_parser(only_audit: bool = False) -> argparse.ArgumentParser:
-    """The command line; `only_audit` builds just `audit`, whose run (a pre-commit hook) must not pay
-    for importing torch, which the packing modules do."""
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="codeseed", description="Predictive compression of source code.")
     p.add_argument("--version", action="version", version=f"codeseed {codeseed.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    if only_audit:
-        add_audit_parser(sub)
-        return p
-    from codeseed.packing import DEFAULT_BUDGET, DEFAULT_MIN_SIMILARITY
 
     def common(sp: argparse.ArgumentParser, model: bool = True) -> None:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
@@ -345,7 +318,26 @@ def build_parser(only_audit: bool = False) -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_info)
 
-    add_audit_parser(sub)
+    sp = sub.add_parser("audit", help="flag secrets and encoded data a change adds, and measure its information "
+                                      "(pre-commit)")
+    sp.add_argument("paths", nargs="*", type=Path,
+                    help="files and folders to audit (folders honour .gitignore); with --staged or --diff, "
+                         "only these of the changed files")
+    what = sp.add_mutually_exclusive_group()
+    what.add_argument("--staged", action="store_true", help="audit the lines the staged changes add")
+    what.add_argument("--diff", metavar="REV", help="audit the lines added since revision REV (git diff REV: "
+                                                   "commits and working tree)")
+    sp.add_argument("--baseline", type=Path, metavar="FILE",
+                    help="accepted findings (JSON): those in it do not fail the audit")
+    sp.add_argument("--update-baseline", action="store_true",
+                    help="write every current finding to --baseline FILE as accepted, and exit 0")
+    sp.add_argument("--measure", action="store_true",
+                    help="score every text file with the model (default: only where a finding or a limit needs it; "
+                         "zstd estimates, marked ~, elsewhere)")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("-q", "--quiet", action="store_true", help="print only the flags")
+    sp.add_argument("--model", type=Path, help="local Hugging Face model folder (default: the bundled model)")
+    sp.set_defaults(func=cmd_audit)
 
     sp = sub.add_parser("verify", help="unpack to a temporary folder and run the project's tests there")
     sp.add_argument("archive", type=Path)
@@ -366,10 +358,8 @@ def _terminate(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from_command_line = argv is None
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(only_audit=argv[:1] == ["audit"]).parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate) if from_command_line else None
+    args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate) if argv is None else None
     try:
         return args.func(args)
     except CodeseedError as e:
