@@ -324,6 +324,8 @@ def _rc_encode(coder, out, cum, freq, total):
 def _rc_decode(coder, data, F, total):
     """coder: uint64 (code - low, range, bytes read). Decode one symbol of the frequencies F."""
     x, rng, at = coder[0], coder[1], np.int64(coder[2])
+    if at > data.shape[0] + 8:  # past the end and its flush: a damaged or cut stream
+        return -1
     r = rng // np.uint64(total)
     target = x // r
     if target >= np.uint64(total):
@@ -380,7 +382,7 @@ def run(mode, acc, scale, head_scale, tokens, known, active, sym_cum, sym_freq, 
     with known[s, r] are not coded, only learnt from. Each coded token's symbol (cum, freq, total)
     goes to sym_* (S, R) (encode_symbols() codes them); DECODE range-decodes `stream` (uint8)
     through `coder` (decoder_start). The entropy model makes the same calls in both modes. Returns
-    0, or -1 where a decode fell outside the frequencies (a corrupt stream).
+    0, or -1 - r where row r's decode fell outside the frequencies or the stream (a damaged stream).
     """
     R, S, V = acc.shape
     F = np.empty(V, dtype=np.int64)
@@ -400,7 +402,7 @@ def run(mode, acc, scale, head_scale, tokens, known, active, sym_cum, sym_freq, 
                 if mode == DECODE:
                     tok = _rc_decode(coder, stream, F, total)
                     if tok < 0:
-                        return -1
+                        return -1 - r
                     tokens[s, r] = tok
                 else:
                     tok = tokens[s, r]

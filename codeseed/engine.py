@@ -253,8 +253,10 @@ class ExactLM:
         head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
         hq, hs = _quantize_weight(head.double() * w["model.norm.weight"].double()[None, :])
         self.head = (hq.to(dev), hs.to(dev), None)
+        self.vocab = hq.shape[0]  # the head's rows: what every distribution covers
         table = decay_table(ATT_STEPS, ATT_SCALE_BITS, 0)
         self.att_table = torch.tensor(table, dtype=torch.float64, device=dev)
+        self.att_table_int = np.ascontiguousarray(table, dtype=np.int64)  # the CPU kernel's copy
         self.att_last = float(len(table) - 1)
         self.sigmoid = torch.tensor(sigmoid_table(), device=dev).float()
         # one factor per query: the 1/sqrt(head_dim) of attention and the exp table's steps
@@ -369,7 +371,7 @@ class ExactLM:
             if self.device.type == "cpu":
                 att = _attend_cpu(qq.to(torch.int8), qs[..., 0].transpose(1, 2).contiguous(), k8, ks, v32,
                                   cache["k"][li], cache["ks"][li], cache["v"][li], blocked[:, 0],
-                                  self.att_table, self.att_last).transpose(1, 2)       # (R, H, S, DH)
+                                  self.att_table_int, self.att_last).transpose(1, 2)   # (R, H, S, DH)
             else:
                 att = self._attend(qq, qs, kq, ks, vi, cache["k"][li], cache["ks"][li], cache["v"][li], blocked)
             self._store(cache["k"][li], k8, rr, jj, slot)
@@ -443,7 +445,7 @@ def _attend_kernel(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last, out):
     neg = np.float32(-1e30)
     half = np.float32(0.5)
     sc = np.empty(N + S, dtype=np.float32)
-    num = np.empty(DH, dtype=np.float64)
+    num = np.empty(DH, dtype=np.int64)
     for r in range(R):
         for s in range(S):
             for h in range(H):
@@ -468,24 +470,24 @@ def _attend_kernel(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last, out):
                         top = x
                 top = top + half
                 for d in range(DH):
-                    num[d] = 0.0
-                den = 0.0
-                for j in range(N + S):
+                    num[d] = 0
+                den = np.int64(0)
+                for j in range(N + S):  # integer weights and values: the sums are exact in int64 (< 2^51)
                     x = top - sc[j]
                     if x > last:
                         x = last
                     w = table[np.int64(x)]
-                    if w == 0.0:
+                    if w == 0:
                         continue
                     den += w
                     if j < N:
                         for d in range(DH):
-                            num[d] += w * np.float64(cv[r, g, j, d])
+                            num[d] += w * np.int64(cv[r, g, j, d])
                     else:
                         for d in range(DH):
-                            num[d] += w * np.float64(nv[r, g, j - N, d])
+                            num[d] += w * np.int64(nv[r, g, j - N, d])
                 for d in range(DH):
-                    out[r, s, h, d] = num[d] / den * VALUE_SCALE_DOWN
+                    out[r, s, h, d] = np.float64(num[d]) / np.float64(den) * VALUE_SCALE_DOWN
 
 
 VALUE_SCALE_DOWN = float(2 ** -VALUE_BITS)
@@ -496,6 +498,6 @@ def _attend_cpu(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last) -> torch
     R, S, H, DH = qq.shape
     out = np.empty((R, S, H, DH), dtype=np.float64)
     _attend_kernel(qq.numpy(), qs.numpy(), nk.contiguous().numpy(), nks.contiguous().numpy(), nv.contiguous().numpy(),
-                   ck.numpy(), cks.numpy(), cv.numpy(), blocked.contiguous().numpy(), table.numpy(), np.float32(last),
+                   ck.numpy(), cks.numpy(), cv.numpy(), blocked.contiguous().numpy(), table, np.float32(last),
                    out)
     return torch.from_numpy(out).float()

@@ -131,8 +131,9 @@ def decode(arc: Archive, out: list[bytes], model: CodeModel, progress=None) -> N
         toks = lmcodec.decode(model.engine, model.bos, [entries[k].meta["n"] for k in members], known,
                               arc.payload(first), settings,
                               progress=(lambda n: progress.advance(task, n)) if progress else None)
-    except ValueError as err:
-        raise ArchiveError(f"{arc.path}: corrupt LM stream ({err})") from None
+    except lmcodec.StreamError as err:
+        where = f" in {entries[members[err.file]].path!r}" if err.file is not None else ""
+        raise ArchiveError(f"{arc.path}: corrupt LM stream{where} ({err})") from None
     at: dict[int, bytes] = {}
     pos = 0
     for k, t, kn in zip(members, toks, known):

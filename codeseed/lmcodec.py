@@ -19,8 +19,7 @@ caller then picks which files to code, and `Scorer.payload` range-codes only the
 """
 from __future__ import annotations
 
-import math
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,15 +105,64 @@ class Schedule:
         return tok, seg, pos, fil, idx
 
 
+class StreamError(ValueError):
+    """An LM stream that does not decode; `file` is the member being decoded, where known."""
+
+    def __init__(self, message: str, file: int | None):
+        super().__init__(message)
+        self.file = file
+
+
+class _Rows:
+    """The model side of a stream: its rows cut into `jobs` groups, each with its own KV cache, run
+    side by side in threads (torch and the attention kernel release the GIL; one intra-op thread
+    each, which is also far faster on a busy machine). The result is the same for any `jobs`."""
+
+    def __init__(self, engine: ExactLM, rows: int, window: int, jobs: int):
+        self.engine = engine
+        jobs = max(1, min(jobs, rows))
+        cuts = [rows * g // jobs for g in range(jobs + 1)]
+        self.groups = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+        self.caches = [engine.new_cache(b - a, window) for a, b in self.groups]
+        self.pool = ThreadPoolExecutor(len(self.groups)) if len(self.groups) > 1 else None
+
+    def forward(self, tok: np.ndarray, pos: np.ndarray, seg: np.ndarray, bos: int) -> tuple[np.ndarray, np.ndarray]:
+        """Head sums (R, S, V) and row scales (R, S) for the items tok (R, S) (padding fed as BOS)."""
+        R, S = tok.shape
+        acc = np.empty((R, S, self.engine.vocab), np.float32)
+        scale = np.empty((R, S), np.float32)
+        dev = self.engine.device
+
+        def run(g: int) -> None:
+            a, b = self.groups[g]
+            t = torch.from_numpy(np.where(seg[a:b] >= 0, tok[a:b], bos))
+            out, sc = self.engine.forward(t.to(dev), torch.from_numpy(pos[a:b]).to(dev),
+                                          torch.from_numpy(seg[a:b]).to(dev), self.caches[g])
+            acc[a:b], scale[a:b] = out.cpu().numpy(), sc[..., 0].cpu().numpy()
+
+        with pinned_threads(1):
+            if self.pool:
+                for f in [self.pool.submit(run, g) for g in range(len(self.groups))]:
+                    f.result()
+            else:
+                run(0)
+        return acc, scale
+
+    def close(self) -> None:
+        if self.pool:
+            self.pool.shutdown()
+
+
 def _state(engine: ExactLM, s: StreamSettings, sched: Schedule, total: int) -> cm.State:
     return cm.State(s.mix, sched.rows, sched.length, total)
 
 
 class Scorer:
-    """The encoder: `score` runs everything once; `payload` codes the chosen files' symbols."""
+    """The encoder: the constructor runs model and entropy model once over the whole stream and
+    records every token's symbol; `payload` range-codes the chosen files' symbols."""
 
     def __init__(self, engine: ExactLM, bos: int, token_lists: list[list[int]], settings: StreamSettings,
-                 block: int = 64, progress=None, threads: int = 1):
+                 block: int = 64, progress=None, jobs: int = 2):
         self.s, self.engine = settings, engine
         self.ntokens = [len(t) for t in token_lists]
         self.sched = Schedule.plan(self.ntokens, settings)
@@ -125,44 +173,32 @@ class Scorer:
         self.freq = np.ones((L, R), np.int64)
         self.total = np.ones((L, R), np.int64)
         state = _state(engine, settings, self.sched, sum(self.ntokens))
-        cache = engine.new_cache(R, settings.window)
+        rows = _Rows(engine, R, settings.window, jobs)
         head_scale = engine.head[1].cpu().numpy()
         tokT = np.ascontiguousarray(tok.T)                              # (L, R): step-major, as coded
         activeT = np.ascontiguousarray((fil >= 0).T)
         known = np.zeros_like(activeT)
-        worker: threading.Thread | None = None
-        failure: list[BaseException] = []
-
-        def mix(a0: int, acc: np.ndarray, scale: np.ndarray) -> None:
-            try:
-                n = acc.shape[0]
-                cm.run(cm.SCORE, acc, scale, head_scale, tokT[a0 + 1:a0 + 1 + n], known[a0 + 1:a0 + 1 + n],
-                       activeT[a0 + 1:a0 + 1 + n], self.cum[a0 + 1:a0 + 1 + n], self.freq[a0 + 1:a0 + 1 + n],
-                       self.total[a0 + 1:a0 + 1 + n], cm.encoder_start(), np.zeros(1, np.uint8), *state.arrays())
-            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-                failure.append(e)
-
-        # model output at item i predicts item i + 1: steps i = 0 .. L - 2; the mixer for block k runs in a
-        # thread (numba releases the GIL) while the model computes block k + 1
-        for a0 in range(0, max(L - 1, 0), block):
-            a1 = min(L - 1, a0 + block)
-            t = torch.from_numpy(np.where(seg[:, a0:a1] >= 0, tok[:, a0:a1], bos))
-            with pinned_threads(threads):
-                acc, scale = engine.forward(t.to(engine.device), torch.from_numpy(pos[:, a0:a1]).to(engine.device),
-                                            torch.from_numpy(seg[:, a0:a1]).to(engine.device), cache)
-            acc_np, scale_np = acc.cpu().numpy(), scale[..., 0].cpu().numpy()          # (R, S, V), (R, S)
-            if worker:
-                worker.join()
-                if failure:
-                    raise failure[0]
-            worker = threading.Thread(target=mix, args=(a0, acc_np, scale_np))
-            worker.start()
-            if progress:
-                progress(int((activeT[a0 + 1:a1 + 1]).sum()))
-        if worker:
-            worker.join()
-            if failure:
-                raise failure[0]
+        mixer = ThreadPoolExecutor(1)
+        pending = None
+        try:
+            # the model's output at item i predicts item i + 1 (steps i = 0 .. L - 2); the entropy model
+            # mixes block k in its own thread while the model computes block k + 1
+            for a0 in range(0, max(L - 1, 0), block):
+                a1 = min(L - 1, a0 + block)
+                acc, scale = rows.forward(tok[:, a0:a1], pos[:, a0:a1], seg[:, a0:a1], bos)
+                if pending:
+                    pending.result()
+                s = slice(a0 + 1, a1 + 1)
+                pending = mixer.submit(cm.run, cm.SCORE, acc, scale, head_scale, tokT[s], known[s], activeT[s],
+                                       self.cum[s], self.freq[s], self.total[s], cm.encoder_start(),
+                                       np.zeros(1, np.uint8), *state.arrays())
+                if progress:
+                    progress(int(activeT[s].sum()))
+            if pending:
+                pending.result()
+        finally:
+            mixer.shutdown()
+            rows.close()
         # bits per file, from the recorded symbols
         bits = -np.log2(self.freq / self.total) * activeT
         self.file_bits = np.zeros(len(self.ntokens))
@@ -181,15 +217,16 @@ class Scorer:
 
 
 def decode(engine: ExactLM, bos: int, ntokens: list[int], known: list[list[int] | None], payload: bytes,
-           settings: StreamSettings, progress=None, trace: list | None = None, threads: int = 1) -> list[list[int]]:
+           settings: StreamSettings, progress=None, trace: list | None = None, jobs: int = 2) -> list[list[int]]:
     """Tokens of every file of the stream. `known[f]`: the tokens of a file stored another way (fed,
-    not decoded), else None. Raises ValueError when the stream is corrupt. `trace`, if given,
-    receives each step's symbols (cum, freq, total), each (R,) int64, as the encoder records them."""
+    not decoded), else None. Raises StreamError when the stream is damaged. `trace`, if given,
+    receives each step's symbols (cum, freq, total), each (R,) int64, as the encoder records them.
+    All rows advance one token per step; `jobs` threads share the rows (the result does not change)."""
     sched = Schedule.plan(ntokens, settings)
     tok, seg, pos, fil, idx = sched.layout(bos, [None if k is None else np.asarray(k, np.int64) for k in known])
     R, L = tok.shape
     state = _state(engine, settings, sched, sum(ntokens))
-    cache = engine.new_cache(R, settings.window)
+    rows = _Rows(engine, R, settings.window, jobs)
     head_scale = engine.head[1].cpu().numpy()
     activeT = np.ascontiguousarray((fil >= 0).T)
     is_known = np.array([k is not None for k in known] + [False], bool)
@@ -198,23 +235,24 @@ def decode(engine: ExactLM, bos: int, ntokens: list[int], known: list[list[int] 
     coder = cm.decoder_start(stream)
     sym = [np.zeros((1, R), np.int64) for _ in range(3)]
     out = np.zeros((1, R), np.int64)
-    for i in range(max(L - 1, 0)):
-        t = torch.from_numpy(np.where(seg[:, i:i + 1] >= 0, tok[:, i:i + 1], bos))
-        with pinned_threads(threads):
-            acc, scale = engine.forward(t.to(engine.device), torch.from_numpy(pos[:, i:i + 1]).to(engine.device),
-                                        torch.from_numpy(seg[:, i:i + 1]).to(engine.device), cache)
-        out[0] = tok[:, i + 1]
-        rc = cm.run(cm.DECODE, acc.cpu().numpy(), scale[..., 0].cpu().numpy(), head_scale, out, knownT[i + 1:i + 2],
-                    activeT[i + 1:i + 2], *sym, coder, stream, *state.arrays())
-        if rc < 0:
-            raise ValueError("corrupt LM stream (a symbol outside the model's frequencies)")
-        if trace is not None:
-            trace.append(tuple(np.where(activeT[i + 1] & ~knownT[i + 1], x[0], 0) for x in sym))
-        tok[:, i + 1] = np.where(activeT[i + 1], out[0], tok[:, i + 1])
-        if progress:
-            progress(int(activeT[i + 1].sum()))
+    try:
+        for i in range(max(L - 1, 0)):
+            acc, scale = rows.forward(tok[:, i:i + 1], pos[:, i:i + 1], seg[:, i:i + 1], bos)
+            out[0] = tok[:, i + 1]
+            rc = cm.run(cm.DECODE, acc, scale, head_scale, out, knownT[i + 1:i + 2], activeT[i + 1:i + 2], *sym, coder,
+                        stream, *state.arrays())
+            if rc < 0:
+                f = int(fil[-1 - rc, i + 1])
+                raise StreamError(f"it does not decode at token {idx[-1 - rc, i + 1]} of its member {f}", f)
+            if trace is not None:
+                trace.append(tuple(np.where(activeT[i + 1] & ~knownT[i + 1], x[0], 0) for x in sym))
+            tok[:, i + 1] = np.where(activeT[i + 1], out[0], tok[:, i + 1])
+            if progress:
+                progress(int(activeT[i + 1].sum()))
+    finally:
+        rows.close()
     if int(coder[2]) > len(stream) + 8:
-        raise ValueError("corrupt LM stream (read past its end)")
+        raise StreamError("it ends before its last symbol", None)
     result = [[0] * n for n in ntokens]
     for f, ix, t in zip(fil[fil >= 0], idx[fil >= 0], tok[fil >= 0]):
         result[f][ix] = int(t)

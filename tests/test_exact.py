@@ -103,7 +103,7 @@ def test_a_damaged_stream_is_a_one_line_error_naming_the_file(sample, tmp_path, 
     bad = tmp_path / "bad.cseed"
     bad.write_bytes(_fix_crc(bytes(data), offset, length))
     r = subprocess.run([sys.executable, "-m", "codeseed", "unpack", str(bad), "-o", str(tmp_path / "out"),
-                        "--model", str(tiny_model_path)], capture_output=True, text=True)
+                        "--model", str(tiny_model_path), "-q"], capture_output=True, text=True)
     assert r.returncode == ArchiveError.exit_code, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert ".py" in r.stderr or "LM stream" in r.stderr
