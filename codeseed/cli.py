@@ -199,28 +199,52 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from codeseed.audit import audit
-    if not args.paths and not args.staged:
-        raise CodeseedError("audit: name files to audit, or use --staged")
-    report = audit(args.paths, staged=args.staged, model=args.model)
+    from codeseed.audit import audit, read_baseline, write_baseline
+    if not args.paths and not args.staged and args.diff is None:
+        raise CodeseedError("audit: name files or folders to audit, or use --staged or --diff REV")
+    if args.update_baseline and args.baseline is None:
+        raise CodeseedError("audit: --update-baseline needs --baseline FILE")
+    report = audit(args.paths, staged=args.staged, diff=args.diff, model=args.model,
+                   baseline=None if args.update_baseline else args.baseline, measure=args.measure)
+    if args.update_baseline:
+        # findings of files not audited now stay accepted (all of them after a change: its old lines were not read)
+        old = read_baseline(args.baseline) if args.baseline.exists() else set()
+        audited = {f.path for f in report.files}
+        keep = old if (args.staged or args.diff is not None) else {k for k in old if k[0] not in audited}
+        n = write_baseline(args.baseline, report, keep)
+        if not args.quiet:
+            print(f"{args.baseline}: {n} accepted findings written", file=sys.stderr)
+        return 0
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return AUDIT_FAILED if report.failed else 0
-    table = Table(title="codeseed audit", title_justify="left")
-    for col in ("path", "bytes", "zstd", "information", "bits/byte", "added", "flags"):
-        table.add_column(col, justify="left" if col in ("path", "flags") else "right")
-    for f in report.files:
-        table.add_row(f.path, f"{f.raw_bytes:,}", f"{f.zstd_bytes:,}", f"{f.info_bytes:,.0f}" + ("" if f.scored else "~"),
-                      f"{f.bits_per_byte:.2f}", f"{f.added_info_bytes:,.0f}", ", ".join(sorted({x.kind for x in f.flags})))
-    Console(width=max(110, Console().width)).print(table)
+    change = args.staged or args.diff is not None
+    if not args.quiet:
+        table = Table(title="codeseed audit", title_justify="left")
+        for col in ("path", "bytes", "zstd", "information", "bits/byte", "added" if change else "", "flags"):
+            if col:
+                table.add_column(col, justify="left" if col in ("path", "flags") else "right")
+        for f in report.files:
+            est = "" if f.scored else "~"
+            row = [display(f.path), f"{f.raw_bytes:,}", f"{f.zstd_bytes:,}", f"{f.info_bytes:,.0f}{est}",
+                   f"{f.bits_per_byte:.2f}{est}"]
+            if change:
+                row.append(f"{f.added_info_bytes:,.0f}" + ("" if f.added_scored else "~"))
+            table.add_row(*row, ", ".join(sorted({x.kind for x in f.flags})))
+        Console(width=max(110, Console().width), stderr=True).print(table)
     for f in report.files:
         for flag in f.flags:
-            print(f"{f.path}:{flag.line or 0}: {flag.kind}: {flag.message}")
+            print(f"{display(f.path)}:{flag.line or 0}: {flag.kind}: {flag.message}")
     for flag in report.flags:
         print(f"(change): {flag.kind}: {flag.message}")
-    total = sum(f.added_info_bytes for f in report.files)
-    print(f"{len(report.files)} files, {total:,.0f} bytes of information added; "
-          + ("FAILED" if report.failed else "ok"), file=sys.stderr)
+    if not args.quiet:
+        n = sum(len(f.flags) for f in report.files) + len(report.flags)
+        total = sum(f.added_info_bytes for f in report.files)
+        what = f"{total:,.0f} bytes of information added" if change else \
+            f"{sum(f.info_bytes for f in report.files):,.0f} bytes of information"
+        print(f"{len(report.files)} files, {what} (~: zstd estimate); {n} flags"
+              + (f", {report.accepted} accepted by the baseline" if report.accepted else "") + "; "
+              + ("FAILED" if report.failed else "ok"), file=sys.stderr)
     return AUDIT_FAILED if report.failed else 0
 
 
@@ -306,10 +330,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_info)
 
-    sp = sub.add_parser("audit", help="information and surprise audit of files or staged changes (pre-commit)")
-    sp.add_argument("paths", nargs="*", type=Path, help="files to audit")
-    sp.add_argument("--staged", action="store_true", help="audit the staged changes of the git repository here")
+    sp = sub.add_parser("audit", help="flag secrets and encoded data a change adds, and measure its information "
+                                      "(pre-commit)")
+    sp.add_argument("paths", nargs="*", type=Path,
+                    help="files and folders to audit (folders honour .gitignore); with --staged or --diff, "
+                         "only these of the changed files")
+    what = sp.add_mutually_exclusive_group()
+    what.add_argument("--staged", action="store_true", help="audit the lines the staged changes add")
+    what.add_argument("--diff", metavar="REV", help="audit the lines added since revision REV (git diff REV: "
+                                                   "commits and working tree)")
+    sp.add_argument("--baseline", type=Path, metavar="FILE",
+                    help="accepted findings (JSON): those in it do not fail the audit")
+    sp.add_argument("--update-baseline", action="store_true",
+                    help="write every current finding to --baseline FILE as accepted, and exit 0")
+    sp.add_argument("--measure", action="store_true",
+                    help="score every text file with the model (default: only where a finding or a limit needs it; "
+                         "zstd estimates, marked ~, elsewhere)")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("-q", "--quiet", action="store_true", help="print only the flags")
     sp.add_argument("--model", type=Path, help="local Hugging Face model folder (default: the bundled model)")
     sp.set_defaults(func=cmd_audit)
 
