@@ -73,7 +73,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
                            lossy_code=args.lossy_code,
                            allow_failing_tests=args.allow_failing_tests, verify=args.verify,
                            no_ignore=args.no_ignore, ignore_unreadable=args.ignore_unreadable, force=args.force,
-                           quiet=args.quiet, progress=_show_progress(args), jobs=args.jobs)
+                           quiet=args.quiet, progress=_show_progress(args), jobs=args.jobs, device=args.device)
     if args.json:
         print(json.dumps({"archive": str(report.archive), "archive_bytes": report.archive_bytes,
                           "raw_bytes": report.raw_bytes, "test_runs": report.test_runs,
@@ -129,7 +129,8 @@ def _pack_table(report) -> None:
 
 def cmd_unpack(args: argparse.Namespace) -> int:
     report = codeseed.unpack(args.archive, args.output, model=args.model, force=args.force, quiet=args.quiet,
-                             skip_unsafe=args.skip_unsafe, progress=_show_progress(args), jobs=args.jobs)
+                             skip_unsafe=args.skip_unsafe, progress=_show_progress(args), jobs=args.jobs,
+                             device=args.device)
     if not args.quiet:
         for p in report.skipped:
             print(f"codeseed: warning: skipped unsafe entry {display(p.path)}: {display(p.reason)}", file=sys.stderr)
@@ -185,7 +186,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     with archive.Archive(args.archive) as arc:
         checked_entries(arc)
         with bars(_show_progress(args)) as bar:
-            decode_all(arc, load_model_for(arc, args.model), bar, jobs=args.jobs)
+            decode_all(arc, load_model_for(arc, args.model, args.device), bar, jobs=args.jobs)
         n = len(arc.entries)
     if not args.quiet:
         print(f"{args.archive}: OK ({n} entries)", file=sys.stderr)
@@ -256,7 +257,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from codeseed.verify import SuiteRunner
     with tempfile.TemporaryDirectory(prefix="codeseed-verify-") as tmp:
         codeseed.unpack(args.archive, Path(tmp) / "tree", model=args.model, quiet=args.quiet,
-                        progress=_show_progress(args))
+                        progress=_show_progress(args), jobs=args.jobs, device=args.device)
         if not SuiteRunner(args.test_cmd, args.test_timeout).passes(Path(tmp) / "tree"):
             raise VerificationError(f"{args.archive}: the test command fails on the unpacked tree")
     if not args.quiet:
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "few seconds), or never (default: unless -q)")
         if model:
             sp.add_argument("--model", type=Path, help="local Hugging Face model folder (default: the bundled model)")
+            sp.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda, cuda:N or "
+                            "auto; an archive decodes the same on any of them")
             sp.add_argument("-j", "--jobs", type=int, default=default_jobs(), metavar="N",
                             help=f"threads that run the model (default {default_jobs()}: this machine's cores; "
                                  "the archive does not depend on it)")

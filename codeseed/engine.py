@@ -212,6 +212,9 @@ class ExactLM:
         if rope.get("rope_type", rope.get("type", "default")) not in ("default", None):
             raise InputError(f"{path}: rotary scaling {rope.get('rope_type')!r} is not supported by the exact engine")
         self.device = torch.device(device)
+        if self.device.type == "cuda":  # float32 products must stay float32: no TF32 anywhere
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         self.d = int(cfg["hidden_size"])
         self.heads = int(cfg["num_attention_heads"])
         self.kv_heads = int(cfg.get("num_key_value_heads") or self.heads)

@@ -64,7 +64,15 @@ class CodeModel:
             config = json.loads((self.path / "config.json").read_text())
         except (OSError, ValueError, Exception) as e:  # tokenizers raises its own Exception type
             raise InputError(f"{self.path}: cannot load the tokenizer ({str(e).splitlines()[0]})") from None
-        self.engine = ExactLM(self.path, device)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise InputError(f"--device {device}: this torch has no CUDA device here (use cpu; archives decode "
+                             "the same on either)")
+        try:
+            self.engine = ExactLM(self.path, device)
+        except (RuntimeError, AssertionError) as e:  # an unknown or absent device
+            raise InputError(f"cannot run the model on {device!r} ({str(e).splitlines()[0]})") from None
         meta = self.path / "training.json"
         self.context = int(json.loads(meta.read_text())["config"]["seq_len"]) if meta.is_file() else \
             int(min(config.get("max_position_embeddings", 2048), 2048))

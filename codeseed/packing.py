@@ -160,7 +160,7 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
          test_cmd: str | None = None, test_timeout: float = 300.0, allow_failing_tests: bool = False,
          lossy_code: bool = False, verify: bool = False, settings: StreamSettings | None = None,
          no_ignore: bool = False, ignore_unreadable: bool = False, force: bool = False, quiet: bool = True,
-         progress: bool | None = None, jobs: int = 2) -> PackReport:
+         progress: bool | None = None, jobs: int = 2, device: str = "cpu") -> PackReport:
     """Pack the tree at `src` into the archive `dst`.
 
     mode "seeded": source files the tree-sitter grammars know keep a seed of at most `budget` (a
@@ -208,7 +208,7 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
         else:
             from codeseed import exact, seeded
             from codeseed import verify as verify_mod
-            lm = load_model(model)
+            lm = load_model(model, device)
             if mode == "seeded":
                 runner = verify_mod.SuiteRunner(test_cmd, test_timeout) if test_cmd else None
                 tests_usable = runner is not None and verify_mod.check_original(files, runner, allow_failing_tests)
@@ -278,9 +278,9 @@ def _verify_written(dst: Path, lm, jobs: int) -> None:
         raise VerificationError(f"{dst}: the archive did not decode back, and was removed ({e})") from None
 
 
-def load_model(model: str | Path | CodeModel | None) -> CodeModel:
+def load_model(model: str | Path | CodeModel | None, device: str = "cpu") -> CodeModel:
     from codeseed.model import CodeModel
-    return model if isinstance(model, CodeModel) else CodeModel(model)
+    return model if isinstance(model, CodeModel) else CodeModel(model, device=device)
 
 
 def write_report(dst: Path, header: archive.Header, entries: list[archive.Entry], payloads: list[bytes]) -> PackReport:

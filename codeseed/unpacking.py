@@ -119,13 +119,13 @@ def _disk_links(dest: Path):
     return outside
 
 
-def load_model_for(arc: archive.Archive, model=None):
+def load_model_for(arc: archive.Archive, model=None, device: str = "cpu"):
     """The model an archive needs (checked against its header), or None when it needs none."""
     if not arc.header.model:
         return None
     from codeseed import exact
     from codeseed.model import CodeModel
-    lm = model if isinstance(model, CodeModel) else CodeModel(model)
+    lm = model if isinstance(model, CodeModel) else CodeModel(model, device=device)
     exact.check_model(arc.header.model, lm)
     return lm
 
@@ -246,7 +246,8 @@ def _make_parents(dest: Path) -> None:
 
 
 def unpack(src: str | Path, dst: str | Path, *, model=None, force: bool = False, quiet: bool = True,
-           skip_unsafe: bool = False, progress: bool | None = None, jobs: int = 2) -> UnpackReport:
+           skip_unsafe: bool = False, progress: bool | None = None, jobs: int = 2,
+           device: str = "cpu") -> UnpackReport:
     """Unpack `src` into the folder `dst`; `model` (folder or CodeModel) must be the one that packed it.
 
     Raises ArchiveError (exit 4: corrupt, truncated, a bad field), UnsafeArchiveError (7: an entry
@@ -261,7 +262,7 @@ def unpack(src: str | Path, dst: str | Path, *, model=None, force: bool = False,
             keep, skipped = checked_entries(arc, skip_unsafe, outside)
             entries = [arc.entries[k] for k in keep]
             _check_output(dest, entries, force)
-            lm = load_model_for(arc, model)  # a wrong model is refused here, before any decoding
+            lm = load_model_for(arc, model, device)  # a wrong model is refused here, before any decoding
             with bars(not quiet if progress is None else progress) as bar:
                 datas = decode_all(arc, lm, bar, jobs=jobs)
                 total = _write_staged(dest, [(arc.entries[k], datas[k]) for k in keep], bar)

@@ -1,0 +1,73 @@
+"""CPU/GPU agreement of the exact engine, for a session lent a GPU (the device tool), in one short run.
+
+    python benchmarks/gpu_check.py TREE [--out DIR]
+
+1. The engine's logits for the same tokens on the CPU and on the GPU: the same bits (SHA-256).
+2. TREE packed --exact on the GPU decodes on the CPU, and packed on the CPU decodes on the GPU,
+   byte for byte, with the two archives identical.
+Prints one line per check and exits 1 if any differs. Benchmarks are not tests: CI has no GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import codeseed  # noqa: E402
+from codeseed.model import CodeModel  # noqa: E402
+
+
+def digest(model: CodeModel, ids: list[int]) -> str:
+    eng = model.engine
+    tok = torch.tensor([ids], device=eng.device)
+    pos = torch.arange(len(ids), device=eng.device)[None]
+    acc, scale = eng.forward(tok, pos, torch.zeros_like(pos), eng.new_cache(1, model.context))
+    return hashlib.sha256(eng.logits(acc, scale).cpu().numpy().tobytes()).hexdigest()
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("tree", type=Path)
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing to check")
+        return 1
+    cpu, gpu = CodeModel(device="cpu"), CodeModel(device="cuda")
+    ids = cpu.encode((Path(codeseed.__file__).parent / "engine.py").read_text())[:600]
+    ok = digest(cpu, ids) == digest(gpu, ids)
+    print(f"logits cpu == cuda: {ok}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for packer, unpacker in ((gpu, cpu), (cpu, gpu)):
+            arc = work / f"{packer.engine.device.type}.cseed"
+            t = time.perf_counter()
+            codeseed.pack(args.tree, arc, mode="exact", model=packer, no_ignore=True, force=True)
+            t_pack = time.perf_counter() - t
+            out = work / "out"
+            shutil.rmtree(out, ignore_errors=True)
+            t = time.perf_counter()
+            codeseed.unpack(arc, out, model=unpacker)
+            same = tree(out) == tree(args.tree)
+            ok &= same
+            print(f"packed on {packer.engine.device.type} ({t_pack:.1f} s), unpacked on {unpacker.engine.device.type} "
+                  f"({time.perf_counter() - t:.1f} s): {'identical' if same else 'DIFFERS'}")
+        same = (work / "cuda.cseed").read_bytes() == (work / "cpu.cseed").read_bytes()
+        ok &= same
+        print(f"archive packed on cuda == archive packed on cpu: {same}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
