@@ -1,9 +1,10 @@
 """Write MODEL_CARD.md beside a model exported by `python -m codeseed.train --export`.
 
-    python benchmarks/write_model_card.py codeseed/models/codeseed-small EVAL.json
+    python benchmarks/write_model_card.py codeseed/models/codeseed-small EVAL.json [ENGINE.json]
 
-EVAL.json comes from benchmarks/model_eval.py. Every figure on the card is read from training.json
-(written at export) or EVAL.json: nothing here is typed by hand.
+EVAL.json comes from benchmarks/model_eval.py, ENGINE.json from benchmarks/engine_eval.py. Every
+figure on the card is read from training.json (written at export) or those files: nothing here is
+typed by hand.
 """
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ def main() -> None:
     model_dir, eval_json = Path(sys.argv[1]), Path(sys.argv[2])
     meta = json.loads((model_dir / "training.json").read_text())
     ev = json.loads(eval_json.read_text())
+    eng = json.loads(Path(sys.argv[3]).read_text()) if len(sys.argv) > 3 else None
+    bpb_row = (f"| bits/byte, model alone, on the {ev['py_files']} `.py` files of eval-public ({ev['py_bytes']:,} bytes; "
+               f"never trained on) | **{ev['bits_per_byte']:.3f}** |\n") if eng is None else (
+               f"| bits/byte, model alone, on the {eng['py_files']} `.py` files of eval-public ({eng['py_bytes']:,} bytes; "
+               "never trained on): |  |\n")
+    engine_rows = "" if eng is None else (
+        f"| bits/byte, model alone, the same files, by the exact integer engine codeseed codes with (int8 weights and "
+        f"activations, integer tables; sliding {eng['window']}-token window) | **{eng['exact_engine_sliding']['bits_per_byte']:.4f}** |\n"
+        f"| the same in float64 with the same window (no quantization) | {eng['float64_sliding']['bits_per_byte']:.4f} |\n"
+        f"| the same in float32 through transformers, 256-token windows overlapping by half (formats 1-2) | "
+        f"{eng['float32_rebuild_at_half']['bits_per_byte']:.4f} |\n")
     cfg, state, corpus = meta["config"], meta["state"], meta["corpus"]
     man = corpus["manifest"]
     conf = json.loads((model_dir / "config.json").read_text())
@@ -61,7 +73,7 @@ A small fill-in-the-middle code model, trained by codeseed's own command on this
 | architecture | Llama (transformers `LlamaForCausalLM`), {conf['num_hidden_layers']} layers, d_model {conf['hidden_size']}, {conf['num_attention_heads']} heads, FFN {conf['intermediate_size']}, tied embeddings, RoPE |
 | parameters | {n_params / 1e6:.2f}M ({weights / 1e6:.1f} MB float32 safetensors) |
 | tokenizer | byte-level BPE, {conf['vocab_size']} tokens, StarCoder FIM sentinels (`<fim_prefix>`, `<fim_suffix>`, `<fim_middle>`), `<|endoftext|>` ends a middle |
-| context | {cfg['seq_len']} tokens (codeseed's codec rebuilds its cache from the last {cfg['seq_len'] // 2} when full) |
+| context | {cfg['seq_len']} tokens (codeseed's engine slides a window of {cfg['seq_len']} positions) |
 | training | {state['step']:,} steps of {cfg['batch']} x {cfg['seq_len']} tokens = {state['tokens'] / 1e6:.1f}M tokens, {state['elapsed_s'] / 3600:.2f} h wall time, {cfg['threads']} CPU thread{'s' if cfg['threads'] > 1 else ''} ({platform.machine()}), bf16 autocast + torch.compile, AdamW peak LR {cfg['peak_lr']}, cosine over the wall-clock budget; {fim_recipe(cfg)} |
 {lineage_row}| corpus | CPython {'.'.join(platform.python_version_tuple()[:2])} standard library + site-packages `.py` files of the base interpreter, deduplicated by content, files over 1 MB and generated/minified files skipped: {man['files']:,} files, {man['bytes'] / 1e6:.1f} MB, content hash `{man['content_hash'][:16]}...` ({corpus['train_files']:,} train / {corpus['val_files']:,} validation files, {corpus['train_tokens'] / 1e6:.1f}M train tokens); skipped {man['skipped']} |
 | never trained on | `../shared/eval-public` (tinydb, semver, schedule: excluded by name even if installed), codeseed's fixtures and tests |
@@ -71,8 +83,7 @@ A small fill-in-the-middle code model, trained by codeseed's own command on this
 
 | measure | value |
 |---|---|
-| bits/byte, model alone, on the {ev['py_files']} `.py` files of eval-public ({ev['py_bytes']:,} bytes; never trained on) | **{ev['bits_per_byte']:.3f}** |
-| FIM on {fb.get('n', 0)} function bodies, as codeseed fills (greedy, no 6-token repeat): stops by itself / filled file parses | {100 * fb.get('stop_rate', 0):.0f}% / {100 * fb.get('parse_rate', 0):.0f}% |
+{bpb_row}{engine_rows}| FIM on {fb.get('n', 0)} function bodies, as codeseed fills (greedy, no 6-token repeat): stops by itself / filled file parses | {100 * fb.get('stop_rate', 0):.0f}% / {100 * fb.get('parse_rate', 0):.0f}% |
 | FIM on {fd.get('n', 0)} docstrings, as codeseed fills: stops by itself / filled file parses | {100 * fd.get('stop_rate', 0):.0f}% / {100 * fd.get('parse_rate', 0):.0f}% |
 | the same by plain greedy decoding, stops by itself / parses: bodies; docstrings | {100 * gb.get('stop_rate', 0):.0f}% / {100 * gb.get('parse_rate', 0):.0f}%; {100 * gd.get('stop_rate', 0):.0f}% / {100 * gd.get('parse_rate', 0):.0f}% |
 | median P(stop token) right after the true middle, teacher-forced: bodies / docstrings | {fb.get('p_stop_at_end_median', float('nan')):.3f} / {fd.get('p_stop_at_end_median', float('nan')):.3f} |
