@@ -149,25 +149,41 @@ class CodeModel:
     @torch.no_grad()
     def token_bits(self, ids: list[int]) -> np.ndarray:
         """Bits of each token given the ones before it (the model alone, from BOS, sliding window)."""
-        if not ids:
-            return np.zeros(0)
-        logits = self._run([[self.bos] + list(ids)[:-1]])[0]
-        lp = torch.log_softmax(logits, -1)
-        return (lp[torch.arange(len(ids)), torch.tensor(ids)] / -np.log(2)).numpy()
+        return self.token_bits_many([ids])[0]
+
+    @torch.no_grad()
+    def token_bits_many(self, id_lists: list[list[int]], rows: int = 32) -> list[np.ndarray]:
+        """token_bits() of several token lists, `rows` at a time side by side (the same numbers)."""
+        out: list[np.ndarray] = [np.zeros(0)] * len(id_lists)
+        todo = sorted((i for i, ids in enumerate(id_lists) if ids), key=lambda i: -len(id_lists[i]))
+        for a in range(0, len(todo), rows):
+            batch = todo[a:a + rows]
+            logits = self._run([[self.bos] + list(id_lists[i])[:-1] for i in batch])
+            for i, lg in zip(batch, logits):
+                ids = torch.tensor(id_lists[i])
+                lp = torch.log_softmax(lg, -1)
+                out[i] = (lp[torch.arange(len(ids)), ids] / -np.log(2)).numpy()
+        return out
 
     def char_bits(self, text: str) -> np.ndarray:
         """Bits per character: each token's surprisal spread evenly over the characters it covers."""
-        enc = self.fast.encode(text, add_special_tokens=False)
-        bits = self.token_bits(enc.ids)
-        per_char = np.zeros(len(text), dtype=np.float64)
-        for b, (s, e) in zip(bits, enc.offsets):
-            if e > s:
-                per_char[s:e] += b / (e - s)
-        return per_char
+        return self.char_bits_many([text])[0]
+
+    def char_bits_many(self, texts: list[str]) -> list[np.ndarray]:
+        """char_bits() of several texts, scored side by side."""
+        encs = [self.fast.encode(t, add_special_tokens=False) for t in texts]
+        out = []
+        for text, enc, bits in zip(texts, encs, self.token_bits_many([e.ids for e in encs])):
+            per_char = np.zeros(len(text), dtype=np.float64)
+            for b, (s, e) in zip(bits, enc.offsets):
+                if e > s:
+                    per_char[s:e] += b / (e - s)
+            out.append(per_char)
+        return out
 
     def score(self, texts: list[str]) -> list[np.ndarray]:
         """Per-token surprisal in bits for each text (an estimate of its exact-mode cost)."""
-        return [self.token_bits(self.encode(t)) for t in texts]
+        return self.token_bits_many([self.encode(t) for t in texts])
 
     # ------------------------------------------------------------ fill in the middle
 
@@ -189,10 +205,18 @@ class CodeModel:
     def reproduces(self, prefix: str, suffix: str, middle: list[int]) -> bool:
         """Whether greedy fill(prefix, suffix, len(middle)) gives `middle` back (before any stop),
         from one teacher-forced pass; exact, since the engine's passes equal its steps."""
-        if not middle:
-            return True
-        logits = self._fim_logits(prefix, suffix, middle, middle[:-1])
-        return logits.argmax(-1).tolist() == list(middle)
+        return self.reproduces_many([(prefix, suffix, middle)])[0]
+
+    @torch.no_grad()
+    def reproduces_many(self, cases: list[tuple[str, str, list[int]]]) -> list[bool]:
+        """reproduces() of several (prefix, suffix, middle) cases, in one teacher-forced batch."""
+        out = [True] * len(cases)
+        todo = [k for k, (_, _, m) in enumerate(cases) if m]
+        prompts = {k: self._fim_prompt(cases[k][0], cases[k][1], self._prompt_room(len(cases[k][2]))) for k in todo}
+        logits = self._run([prompts[k] + list(cases[k][2][:-1]) for k in todo])
+        for k, lg in zip(todo, logits):
+            out[k] = lg[len(prompts[k]) - 1:].argmax(-1).tolist() == list(cases[k][2])
+        return out
 
     @torch.no_grad()
     def stop_probability(self, prefix: str, suffix: str, middle: list[int], room: int | None = None) -> float:

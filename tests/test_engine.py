@@ -235,3 +235,13 @@ def test_token_bits_sum_to_the_codec_cost_without_mixing(tiny_model):
                                                                                           10_000, mix))
     # the codec's integer frequencies are the model's softmax to 2^-10 nats in the logits
     assert abs(sc.file_bits[0] - bits.sum()) < 0.01 * bits.sum() + 2
+
+
+def test_batched_scores_equal_one_at_a_time(tiny_model):
+    texts = [TEXTS[0][:900], "", TEXTS[1][:300], TEXTS[0][:40]]
+    many = tiny_model.char_bits_many(texts)
+    for text, bits in zip(texts, many):
+        assert np.array_equal(bits, tiny_model.char_bits(text))
+    src = (FIXTURE / "inventory" / "store.py").read_text()
+    cases = [(src[:a], src[a + 20:], tiny_model.encode(src[a:a + 20])) for a in (100, 400, 700)]
+    assert tiny_model.reproduces_many(cases) == [tiny_model.reproduces(*c) for c in cases]
