@@ -364,11 +364,10 @@ class ExactLM:
         for li, blk in enumerate(self.blocks):
             xq, s = self._norm_quant(h)
             qkv = self._linear(xq, s, blk["qkv"])                                    # (R, S, (H+2KV) DH)
-            q = qkv[..., :H * DH].view(R, S, H, DH)
-            k = qkv[..., H * DH:(H + KV) * DH].view(R, S, KV, DH)
+            # queries and keys rotated and quantized (int8 per head) together
+            qk, m = self._quant_rows(self._rotate(qkv[..., :(H + KV) * DH].view(R, S, H + KV, DH), cos, sin))
             v = qkv[..., (H + KV) * DH:].view(R, S, KV, DH)
-            qq, mq = self._quant_rows(self._rotate(q, cos, sin))                     # (R, S, H, DH), (R, S, H, 1)
-            kq, mk = self._quant_rows(self._rotate(k, cos, sin))
+            qq, mq, kq, mk = qk[:, :, :H], m[:, :, :H], qk[:, :, H:], m[:, :, H:]   # (R, S, H|KV, DH), (..., 1)
             qs = (mq / 127.0 * self.score_factor).float().transpose(1, 2)            # (R, H, S, 1)
             kq, ks = kq.transpose(1, 2), (mk / 127.0).float()[..., 0].transpose(1, 2)  # (R, KV, S, DH), (R, KV, S)
             vi = (v * float(2 ** VALUE_BITS)).round_().clamp_(-VALUE_LIMIT, VALUE_LIMIT).transpose(1, 2)  # (R, KV, S, DH)
