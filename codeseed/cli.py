@@ -172,11 +172,11 @@ def cmd_test(args: argparse.Namespace) -> int:
     like `zstd -t`."""
     from codeseed import archive
     from codeseed.progress import bars
-    from codeseed.unpacking import checked_entries, decode_all, load_model_for
+    from codeseed.unpacking import check_all, checked_entries
     with archive.Archive(args.archive) as arc:
         checked_entries(arc)
         with bars(_show_progress(args)) as bar:
-            decode_all(arc, load_model_for(arc, args.model), bar)
+            check_all(arc, args.model, bar)
         n = len(arc.entries)
     if not args.quiet:
         print(f"{args.archive}: OK ({n} entries)", file=sys.stderr)
