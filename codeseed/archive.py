@@ -54,6 +54,8 @@ FOOTERS = {1: struct.Struct("<QQI8s"), 2: struct.Struct("<QQI8s"), 3: struct.Str
 FIDELITIES = ("exact", "seeded", "seeded+similarity", "seeded+tests")
 MAX_SIZE = 1 << 40            # bytes: an entry's size or a payload's decoded size (1 TiB)
 MAX_INDEX_BYTES = 1 << 30     # decoded index; formats 1-2 do not declare its size, 3 does
+MAX_MODEL_ENTRY = 16 << 20    # an entry the model codes or seeds is decoded in memory: pack gives the model
+                              # files of at most candidates.MODEL_MAX_BYTES (128,000)
 PERMISSION_BITS = 0o777       # stored file modes: no setuid, setgid or sticky bit
 DEFAULT_MODES = (0o644, 0o755)  # formats 1-2 stored only the executable bit
 
@@ -288,6 +290,8 @@ def _check_entries(entries: list[Entry], model: dict | None, version: int) -> No
         if e.codec == "lm" or seeded:
             if model is None:
                 raise ArchiveError(f"corrupt archive: {where} needs a model but the header names none")
+        if (e.codec == "lm" or seeded or "n" in e.meta) and max(e.size, e.decoded_size()) > MAX_MODEL_ENTRY:
+            raise ArchiveError(f"corrupt archive: {where} is too large for the model ({e.size} bytes)")
         if "n" in e.meta and not 0 < e.meta["n"] <= (e.decoded_size() if seeded else e.size):
             raise ArchiveError(f"corrupt archive: {where} has a token count out of range (a token is a byte at least)")
         if e.codec == "lm" and "n" not in e.meta:

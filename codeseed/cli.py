@@ -6,6 +6,7 @@ them (`--help`, `info` and the classical mode never do).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import signal
 import sys
@@ -13,7 +14,7 @@ import unicodedata
 from pathlib import Path
 
 import codeseed
-from codeseed.errors import CodeseedError
+from codeseed.errors import CodeseedError, InputError
 from codeseed.packing import DEFAULT_BUDGET, DEFAULT_MIN_SIMILARITY
 
 
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as e:
         print(f"codeseed: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return 1
+        return InputError.exit_code if e.errno == errno.ENAMETOOLONG else 1  # a path too long for the system
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

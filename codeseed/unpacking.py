@@ -132,7 +132,8 @@ def _held(arc: archive.Archive) -> set[int]:
     known text); everything else streams from its payload to its file."""
     lm_stream = any(e.codec == "lm" for e in arc.entries)
     return {k for k, e in enumerate(arc.entries)
-            if e.is_symlink or e.fidelity != "exact" or e.codec not in codecs.CLASSICAL or (lm_stream and "n" in e.meta)}
+            if (e.is_symlink and e.size < safety.PATH_MAX) or e.fidelity != "exact" or e.codec not in codecs.CLASSICAL
+            or (lm_stream and "n" in e.meta)}  # (archive.py bounds the size of the last three)
 
 
 class _Blocks:
