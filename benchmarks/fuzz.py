@@ -484,8 +484,10 @@ SKIP_UNSAFE = _knows_skip_unsafe()
 
 
 def run_case(blob: bytes, sandbox: Path, canary: Path, info_json: bool, skip_unsafe: bool,
-             time_limit: float = TIME_LIMIT, memory_limit_mb: float = MEMORY_LIMIT_MB) -> list[str]:
-    """Run info, test and unpack on `blob`; the failures found (empty: none)."""
+             time_limit: float = TIME_LIMIT, memory_limit_mb: float = MEMORY_LIMIT_MB,
+             stats: dict | None = None) -> list[str]:
+    """Run info, test and unpack on `blob`; the failures found (empty: none). `stats` collects the
+    largest peak memory (MB over the harness's) and time (s) of one command."""
     signal.signal(signal.SIGALRM, _alarm)
     sandbox.mkdir(parents=True, exist_ok=True)
     arc, out = sandbox / "a.cseed", sandbox / "out"
@@ -496,6 +498,7 @@ def run_case(blob: bytes, sandbox: Path, canary: Path, info_json: bool, skip_uns
     for argv in commands:
         _reset_peak()
         base = _peak_mb()  # the resident memory now: the peak from here on is this command's
+        start = time.monotonic()
         signal.setitimer(signal.ITIMER_REAL, time_limit)
         stdout, stderr = io.StringIO(), io.StringIO()
         try:
@@ -512,7 +515,10 @@ def run_case(blob: bytes, sandbox: Path, canary: Path, info_json: bool, skip_uns
                             f"{str(e).splitlines()[0][:120] if str(e) else ''}")
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        peak = _peak_mb() - base
+        peak, elapsed = _peak_mb() - base, time.monotonic() - start
+        if stats is not None:
+            stats["max_peak_mb"] = max(stats.get("max_peak_mb", 0.0), round(peak, 1))
+            stats["max_command_s"] = max(stats.get("max_command_s", 0.0), round(elapsed, 2))
         if peak > memory_limit_mb:
             failures.append(f"{argv[0]}: memory {peak:.0f} MB over the harness's")
     failures += _escapes(sandbox, out, canary)
@@ -557,6 +563,7 @@ class Campaign:
     by_kind: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)  # first line of each distinct failure -> count
     saved: list[str] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)  # max_peak_mb, max_command_s
 
     def record(self, blob: bytes, kind: str, failures: list[str]) -> None:
         self.cases += 1
@@ -620,7 +627,7 @@ def run(c: Campaign, cases: int, seed: int | None = None, quiet: bool = False, e
             (export / f"{c.cases:06d}-{kind}-{int(info_json)}{int(skip)}.cseed").write_bytes(blob)
             c.cases += 1
             return
-        c.record(blob, kind, run_case(blob, sandbox, c.canary, info_json, skip))
+        c.record(blob, kind, run_case(blob, sandbox, c.canary, info_json, skip, stats=c.stats))
         if not quiet and time.monotonic() - last[0] > 30:
             last[0] = time.monotonic()
             print(f"fuzz: {c.cases:,} cases, {len(c.outcomes)} distinct failures", file=sys.stderr, flush=True)
@@ -679,7 +686,8 @@ def main_cli(argv: list[str] | None = None) -> int:
             for p in sorted(args.replay_dir.glob("*.cseed")):
                 flags = p.stem.rsplit("-", 1)[-1]
                 c.record(p.read_bytes(), p.stem.split("-")[1],
-                         run_case(p.read_bytes(), Path(tmp) / "case" / "sandbox", canary, flags[0] == "1", flags[1] == "1"))
+                         run_case(p.read_bytes(), Path(tmp) / "case" / "sandbox", canary, flags[0] == "1", flags[1] == "1",
+                                  stats=c.stats))
         else:
             c = make_campaign(Path(tmp), keep=not args.no_keep)
             c.findings = args.findings
@@ -691,7 +699,8 @@ def main_cli(argv: list[str] | None = None) -> int:
                "seed": args.seed, "by_kind": c.by_kind, "corpus": "5 archives: 3 packed --classical here "
                "(every classical codec, solid blocks, links, modes, odd names), tests/data/format1.cseed and "
                "format2.cseed; structured cases are written in format 3, a quarter of them in format 2",
-               "time_limit_s": TIME_LIMIT, "memory_limit_mb": MEMORY_LIMIT_MB,
+               "time_limit_s": TIME_LIMIT, "memory_limit_mb": MEMORY_LIMIT_MB, **c.stats,
+               "harness_peak_mb": round(_peak_mb(), 1),
                "distinct_failures": c.outcomes, "kept": c.saved}
     print(json.dumps(summary, indent=2))
     if args.json:

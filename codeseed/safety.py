@@ -140,7 +140,10 @@ def problems(items: Iterable[Item], outside: Callable[[str], bytes | None] | Non
             found.append(Problem(it.path, reason))
         kinds.setdefault(it.path, it.target is not None)
     bad = {p.path for p in found}
-    links = {it.path: it.target for it in items if it.target is not None and it.path not in bad}
+    links: dict[str, bytes] = {}  # every link of the tree as given (the first of a name), broken or not
+    for it in items:
+        if it.target is not None and kinds.get(it.path):
+            links.setdefault(it.path, it.target)
     for it in items:
         if it.path in bad:
             continue
@@ -151,6 +154,7 @@ def problems(items: Iterable[Item], outside: Callable[[str], bytes | None] | Non
                 found.append(Problem(it.path, f"inside the {'symlink' if kinds[parent] else 'file'} {parent!r}"))
                 bad.add(it.path)
                 break
+
     def lookup(name: str) -> bytes | None:
         if name in links:
             return links[name]

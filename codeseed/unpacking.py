@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import os
 import shutil
 import tempfile
@@ -157,7 +156,7 @@ class _Blocks:
         block = self.open.get(e.payload_id)
         if block is None:
             block = self.open[e.payload_id] = self._decode(e)
-        if isinstance(block, bytes):
+        if isinstance(block, bytearray):
             yield block[e.start:e.start + e.size]
             return
         block.seek(e.start)
@@ -172,18 +171,21 @@ class _Blocks:
     def _decode(self, e: archive.Entry):
         """The block up to the last byte its entries use (its tail, if any, is never read)."""
         need = self.shared[e.payload_id]
-        out = io.BytesIO() if need <= BLOCK_IN_MEMORY else tempfile.TemporaryFile(dir=self.spill)
+        out = bytearray() if need <= BLOCK_IN_MEMORY else tempfile.TemporaryFile(dir=self.spill)
         done = 0
         for chunk in codecs.decode_chunks(e.codec, self.arc.payload(e), e.decoded_size(), exact_size=False):
-            out.write(chunk[:need - done])
+            if isinstance(out, bytearray):
+                out += chunk[:need - done]
+            else:
+                out.write(chunk[:need - done])
             done += len(chunk)
             if done >= need:
                 break
-        return out.getvalue() if isinstance(out, io.BytesIO) else out
+        return out
 
     def close(self) -> None:
         for block in self.open.values():
-            if not isinstance(block, bytes):
+            if not isinstance(block, bytearray):
                 block.close()
         self.open.clear()
 
