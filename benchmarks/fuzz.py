@@ -137,8 +137,9 @@ class Parts:
                                            None, None])
                 meta = json.dumps(e.meta, sort_keys=True, separators=(",", ":")).encode() if e.meta else b""
                 parts.entries.append([e.path.encode("utf-8", "surrogateescape"), e.fidelity.encode(), meta,
-                                      int(e.is_symlink), 0 if e.is_symlink else e.permissions(), e.size,
-                                      seen[e.payload_id], e.start, e.sha256[:8], fulls[len(parts.entries)]])
+                                      int(e.is_symlink) | (0 if e.sha256 else archive.NO_DIGEST),
+                                      0 if e.is_symlink else e.permissions(), e.size, seen[e.payload_id], e.start,
+                                      e.sha256[:8] or fulls[len(parts.entries)][:8], fulls[len(parts.entries)]])
         return parts
 
     def tree_digest(self) -> bytes:
@@ -166,7 +167,7 @@ class Parts:
             for e in self.entries:
                 out += v(e[col])
         for e in self.entries:
-            out += e[8]
+            out += b"" if e[3] & archive.NO_DIGEST else e[8]
         return bytes(out + self.tree_digest())
 
     def build_v2(self) -> bytes:
@@ -187,7 +188,7 @@ class Parts:
                        [e[2] for e in self.entries]):
             for blob in column:
                 out += v(len(blob)) + blob
-        out += bytes((e[3] & 1) | (2 if e[4] & 0o111 else 0) for e in self.entries)
+        out += bytes((e[3] & 1) | (2 if e[4] & 0o111 else 0) for e in self.entries)  # v2: no NO_DIGEST bit
         for e, p, off in zip(self.entries, pay, offs):
             out += v(e[5]) + v(off) + v(len(p[1]) if p[3] is None else p[3])
         for e, p in zip(self.entries, pay):
@@ -352,7 +353,7 @@ def structured(draw, parts: Parts, canary: Path) -> bytes:
         elif kind == "meta" and parts.entries:
             e[2] = draw(METAS)
         elif kind == "kind" and parts.entries:
-            e[3] = draw(st.integers(0, 3))
+            e[3] = draw(st.integers(0, 3) | st.integers(0, 255))
         elif kind == "mode" and parts.entries:
             e[4] = draw(INTS)
         elif kind == "size" and parts.entries:

@@ -152,7 +152,7 @@ def _hex_decode_all(payload: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-def _hex_eligible(data: bytes) -> bool:
+def hex_eligible(data: bytes) -> bool:
     return len(data) <= HEX_MAX_BYTES and b"\0" not in data and _HEX_RUN.search(data) is not None
 
 
@@ -182,7 +182,7 @@ def best_classical(data: bytes, names: tuple[str, ...] | None = None) -> tuple[s
     eligible) or stored; ties go to the codec listed first."""
     best_name, best = "stored", data
     if data:
-        for name in names or (("zstd", "xz") + (("hex",) if _hex_eligible(data) else ())):
+        for name in names or (("zstd", "xz") + (("hex",) if hex_eligible(data) else ())):
             enc = CLASSICAL[name].encode(data)
             if len(enc) < len(best):
                 best_name, best = name, enc
