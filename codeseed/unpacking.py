@@ -1,15 +1,16 @@
-"""Unpack a .cseed archive: check every entry, decode and verify everything, then write into a
-staging folder that becomes the output only when complete.
+"""Unpack a .cseed archive: check every entry, decode and verify everything into a staging folder,
+which becomes the output only when complete.
 
 Order: the index is checked when the archive opens (archive.py); link targets are decoded and every
 entry is checked by the rules pack applies too (safety.py); the output is checked (it exists, a
-parent is a file, a path is too long); every entry is decoded, each payload no larger than it
-declares, and checked against its SHA-256 and the tree digest; only then is anything written,
-into a staging folder next to the output (inside it, when it exists), which is renamed into place.
-So a corrupt, truncated or malicious archive leaves the output untouched, and an unpack stopped at
-any moment (SIGINT, SIGTERM, SIGKILL) leaves either no output folder or the complete tree. Into an
-existing folder, the staged entries are moved in one by one at the very end: that last step (a
-rename per top-level name) is not atomic as a whole.
+parent is a file, a path is too long); the model, if any, is checked against the header; then each
+file streams from its payload (decoded no further than its declared size) into a staging folder
+next to the output (inside it, when it exists), hashed on the way and checked against its
+SHA-256, and the whole tree against the tree digest; only then is the staging folder renamed into
+place. So a corrupt, truncated or malicious archive leaves the output untouched, and an unpack
+stopped at any moment (SIGINT, SIGTERM, SIGKILL) leaves either no output folder or the complete
+tree (a SIGKILL can leave the hidden staging folder). Into an existing folder, the staged entries
+are moved in at the very end, a rename each: that last step is not atomic as a whole.
 """
 from __future__ import annotations
 
@@ -34,14 +35,6 @@ class UnpackReport:
     files: int
     bytes: int
     skipped: list[safety.Problem] = field(default_factory=list)  # unsafe entries left out (skip_unsafe)
-
-
-def check_paths(entries: list[archive.Entry]) -> None:
-    """Refuse an archive whose names break the entry rules (link targets need decoding: see
-    `checked_entries`, which applies every rule)."""
-    found = safety.problems(safety.Item(e.path) for e in entries)
-    if found:
-        raise UnsafeArchiveError(_unsafe_message(found))
 
 
 def _unsafe_message(found: list[safety.Problem]) -> str:
