@@ -50,10 +50,13 @@ MAGIC = b"CSEED\r\n\x1a"
 END_MAGIC = b"CSEEDEND"
 FORMAT_VERSION = 3
 ENTRY_DIGEST_BYTES = {1: 32, 2: 8, 3: 8}  # per-entry SHA-256 bytes stored, by format version
+SYMLINK, NO_DIGEST = 1, 2     # format 3 entry kind bits: a symlink; no digest prefix (a solid block's file)
 FOOTERS = {1: struct.Struct("<QQI8s"), 2: struct.Struct("<QQI8s"), 3: struct.Struct("<QQQI8s")}
 FIDELITIES = ("exact", "seeded", "seeded+similarity", "seeded+tests")
 MAX_SIZE = 1 << 40            # bytes: an entry's size or a payload's decoded size (1 TiB)
 MAX_INDEX_BYTES = 1 << 30     # decoded index; formats 1-2 do not declare its size, 3 does
+MAX_MODEL_ENTRY = 16 << 20    # an entry the model codes or seeds is decoded in memory: pack gives the model
+                              # files of at most candidates.MODEL_MAX_BYTES (128,000)
 PERMISSION_BITS = 0o777       # stored file modes: no setuid, setgid or sticky bit
 DEFAULT_MODES = (0o644, 0o755)  # formats 1-2 stored only the executable bit
 
@@ -75,7 +78,7 @@ class Entry:
     (the whole decoded payload, a seed, for a seeded one); a symlink's data is its target."""
     path: str
     size: int
-    sha256: bytes  # full when packing; when read, the stored prefix (ENTRY_DIGEST_BYTES)
+    sha256: bytes  # full when packing; when read, the stored prefix (ENTRY_DIGEST_BYTES; empty: none stored)
     codec: str     # the codec of its payload
     fidelity: str = "exact"
     executable: bool = False
@@ -94,6 +97,11 @@ class Entry:
 
     def decoded_size(self) -> int:
         return self.size if self.raw_size is None else self.raw_size
+
+    def in_block(self) -> bool:
+        """A slice of a larger payload (a solid block's file): it stores no digest prefix of its own
+        (8 bytes were 40% of a 20-byte file); the block's CRC32 and the tree digest check it."""
+        return self.fidelity == "exact" and not self.is_symlink and self.decoded_size() > self.size
 
     def stored_share(self) -> int:
         """Bytes of the archive this entry accounts for: its payload's length, or its share of a block."""
@@ -159,13 +167,13 @@ def _encode_index(entries: list[Entry], payload_ids: list[int], payloads: list[t
                    [_canonical_json(e.meta) for e in entries]):
         for blob in column:
             out += codecs.varint(len(blob)) + blob
-    out += bytes(e.is_symlink for e in entries)
+    out += bytes(e.is_symlink * SYMLINK | e.in_block() * NO_DIGEST for e in entries)
     for values in ([0 if e.is_symlink else e.permissions() for e in entries], [e.size for e in entries], payload_ids,
                    [e.start for e in entries]):
         for v in values:
             out += codecs.varint(v)
     for e in entries:
-        out += e.sha256[:ENTRY_DIGEST_BYTES[FORMAT_VERSION]]
+        out += b"" if e.in_block() else e.sha256[:ENTRY_DIGEST_BYTES[FORMAT_VERSION]]
     out += tree_digest([e.sha256 for e in entries])
     return bytes(out)
 
@@ -186,7 +194,7 @@ def _decode_index(raw: bytes, version: int, payload_start: int, payload_end: int
     for length in lengths:
         offsets.append(pos)
         pos += length
-    n = r.count(3 + 5 + 8)  # path, fidelity, meta; symlink byte, mode, size, payload, start; digest
+    n = r.count(3 + 5)  # path, fidelity, meta; kind byte, mode, size, payload, start
     paths = [r.blob().decode("utf-8", "surrogateescape") for _ in range(n)]
     fidelities = [r.text("a fidelity") for _ in range(n)]
     metas = [_parse_meta(r.blob()) for _ in range(n)]
@@ -197,12 +205,17 @@ def _decode_index(raw: bytes, version: int, payload_start: int, payload_end: int
     starts = [r.varint() for _ in range(n)]
     entries = []
     for k in range(n):
-        if kinds[k] > 1:
+        if kinds[k] > SYMLINK | NO_DIGEST:
             raise ArchiveError(f"corrupt archive: unknown entry kind {kinds[k]}")
-        i = ids[k]
-        entries.append(Entry(paths[k], sizes[k], r.take(ENTRY_DIGEST_BYTES[version]), codec_names[i], fidelities[k],
-                             bool(modes[k] & 0o111), bool(kinds[k]), offsets[i], lengths[i], crcs[i], metas[k],
-                             mode=None if kinds[k] else modes[k], start=starts[k], raw_size=raw_sizes[i], payload_id=i))
+        i, link = ids[k], bool(kinds[k] & SYMLINK)
+        sha = b"" if kinds[k] & NO_DIGEST else r.take(ENTRY_DIGEST_BYTES[version])
+        e = Entry(paths[k], sizes[k], sha, codec_names[i], fidelities[k], bool(modes[k] & 0o111), link, offsets[i],
+                  lengths[i], crcs[i], metas[k], mode=None if link else modes[k], start=starts[k],
+                  raw_size=raw_sizes[i], payload_id=i)
+        if bool(kinds[k] & NO_DIGEST) != e.in_block():
+            raise ArchiveError(f"corrupt archive: entry {e.path!r} has no digest but is not a block's file"
+                               if not sha else f"corrupt archive: entry {e.path!r} is a block's file with a digest")
+        entries.append(e)
     digest = r.take(32)
     if r.pos != len(raw):
         raise ArchiveError("corrupt archive: trailing bytes in index")
@@ -288,6 +301,8 @@ def _check_entries(entries: list[Entry], model: dict | None, version: int) -> No
         if e.codec == "lm" or seeded:
             if model is None:
                 raise ArchiveError(f"corrupt archive: {where} needs a model but the header names none")
+        if (e.codec == "lm" or seeded or "n" in e.meta) and max(e.size, e.decoded_size()) > MAX_MODEL_ENTRY:
+            raise ArchiveError(f"corrupt archive: {where} is too large for the model ({e.size} bytes)")
         if "n" in e.meta and not 0 < e.meta["n"] <= (e.decoded_size() if seeded else e.size):
             raise ArchiveError(f"corrupt archive: {where} has a token count out of range (a token is a byte at least)")
         if e.codec == "lm" and "n" not in e.meta and version < 3:  # format 3: a copy of a stream member

@@ -6,6 +6,7 @@ them (`--help`, `info` and the classical mode never do).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import unicodedata
 from pathlib import Path
 
 import codeseed
-from codeseed.errors import CodeseedError
+from codeseed.errors import CodeseedError, InputError
 from codeseed.packing import DEFAULT_BUDGET, DEFAULT_MIN_SIMILARITY
 
 
@@ -182,11 +183,11 @@ def cmd_test(args: argparse.Namespace) -> int:
     like `zstd -t`."""
     from codeseed import archive
     from codeseed.progress import bars
-    from codeseed.unpacking import checked_entries, decode_all, load_model_for
+    from codeseed.unpacking import check_all, checked_entries
     with archive.Archive(args.archive) as arc:
         checked_entries(arc)
         with bars(_show_progress(args)) as bar:
-            decode_all(arc, load_model_for(arc, args.model, args.device), bar, jobs=args.jobs)
+            check_all(arc, args.model, bar, jobs=args.jobs, device=args.device)
         n = len(arc.entries)
     if not args.quiet:
         print(f"{args.archive}: OK ({n} entries)", file=sys.stderr)
@@ -385,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as e:
         print(f"codeseed: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return 1
+        return InputError.exit_code if e.errno == errno.ENAMETOOLONG else 1  # a path too long for the system
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import lzma
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import zstandard
 
@@ -28,18 +28,19 @@ def _zstd_encode(data: bytes) -> bytes:
     return zstandard.ZstdCompressor(compression_params=params).compress(data)
 
 
-def _zstd_decode(data: bytes, limit: int) -> bytes:
-    """At most limit + 1 bytes, whatever the frame header claims (a frame can claim any content size,
-    and `decompress()` would allocate it); frames back to back are read as one stream."""
+def _zstd_decode(data: bytes, limit: int) -> Iterator[bytes]:
+    """Chunks of at most _READ_STEP bytes, no more than limit + 1 in all, whatever the frame header
+    claims (a frame can claim any content size, and `decompress()` would allocate it); frames back to
+    back are read as one stream."""
     reader = zstandard.ZstdDecompressor(max_window_size=1 << ZSTD_WINDOW_LOG).stream_reader(
         data, read_across_frames=True)
-    out = bytearray()
-    while len(out) <= limit:
-        chunk = reader.read(min(_READ_STEP, limit + 1 - len(out)))
+    done = 0
+    while done <= limit:
+        chunk = reader.read(min(_READ_STEP, limit + 1 - done))
         if not chunk:
-            break
-        out += chunk
-    return bytes(out)
+            return
+        done += len(chunk)
+        yield chunk
 
 
 def _xz_filters(size: int) -> list[dict]:
@@ -55,17 +56,27 @@ def xz_encode(data: bytes) -> bytes:
 
 
 def xz_decode(data: bytes, limit: int) -> bytes:
-    """At most limit + 1 bytes; ArchiveError if the stream is cut short or followed by other bytes.
-    The dictionary is sized for `limit` (no match reaches further back than the output is long):
-    a fixed default of 8 MiB failed on files over 8 MiB with matches further back."""
+    """At most limit + 1 bytes (see _xz_chunks)."""
+    return b"".join(_xz_chunks(data, limit))
+
+
+def _xz_chunks(data: bytes, limit: int) -> Iterator[bytes]:
+    """Chunks of at most _READ_STEP bytes, no more than limit + 1 in all; ArchiveError if the stream
+    is cut short or followed by other bytes. The dictionary is sized for `limit` (no match reaches
+    further back than the output is long): a fixed default of 8 MiB failed on files over 8 MiB with
+    matches further back."""
     dec = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2,
                                                                   "dict_size": min(XZ_MAX_DICT, max(4096, limit))}])
-    out = dec.decompress(data, max_length=limit + 1)
-    if len(out) > limit:
-        return out
-    if not dec.eof or dec.unused_data:
-        raise ArchiveError("corrupt payload (xz: " + ("stream cut short)" if not dec.eof else "bytes after the end)"))
-    return out
+    done, pending = 0, data
+    while not dec.eof and done <= limit:
+        chunk = dec.decompress(pending, max_length=min(_READ_STEP, limit + 1 - done))
+        pending = b""
+        if not chunk and dec.needs_input:
+            raise ArchiveError("corrupt payload (xz: stream cut short)")
+        done += len(chunk)
+        yield chunk
+    if done <= limit and dec.unused_data:
+        raise ArchiveError("corrupt payload (xz: bytes after the end)")
 
 
 # Lock files (uv.lock, poetry.lock, go.sum...) are mostly SHA-256 / BLAKE2 digests in hex: pure
@@ -73,6 +84,7 @@ def xz_decode(data: bytes, limit: int) -> bytes:
 # least HEX_MIN_RUN lowercase hex digits out as packed nibbles and xz-codes the rest (measured on
 # semver's uv.lock: xz 60,819 -> 56,265 bytes). A NUL marks each run, so files holding NUL are not eligible.
 HEX_MIN_RUN = 32
+HEX_MAX_BYTES = 64 << 20  # decoded in memory at once (a lock file): larger files use the other codecs
 _HEX_RUN = re.compile(rb"[0-9a-f]{%d,}" % HEX_MIN_RUN)
 
 
@@ -110,7 +122,14 @@ def _hex_encode(data: bytes) -> bytes:
     return varint(len(side)) + side + nibbles
 
 
-def _hex_decode(payload: bytes, limit: int) -> bytes:
+def _hex_decode(payload: bytes, limit: int) -> Iterator[bytes]:
+    yield _hex_decode_all(payload, limit)
+
+
+def _hex_decode_all(payload: bytes, limit: int) -> bytes:
+    """The whole output at once: archive.py refuses hex payloads declaring over HEX_MAX_BYTES."""
+    if limit > HEX_MAX_BYTES:
+        raise ValueError(f"a hex payload decodes to at most {HEX_MAX_BYTES} bytes")
     n, pos = read_varint(payload, 0)
     # the side stream holds the run table (a varint a run of >= HEX_MIN_RUN digits) and the skeleton
     inner_limit = limit + 10 * (limit // HEX_MIN_RUN + 2)
@@ -133,21 +152,22 @@ def _hex_decode(payload: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-def _hex_eligible(data: bytes) -> bool:
-    return b"\0" not in data and _HEX_RUN.search(data) is not None
+def hex_eligible(data: bytes) -> bool:
+    return len(data) <= HEX_MAX_BYTES and b"\0" not in data and _HEX_RUN.search(data) is not None
 
 
 @dataclass(frozen=True)
 class Codec:
     name: str
     encode: Callable[[bytes], bytes]
-    decode: Callable[[bytes, int], bytes]  # (payload, limit) -> at most limit + 1 bytes
+    decode: Callable[[bytes, int], Iterator[bytes]]  # (payload, limit) -> chunks, at most limit + 1 bytes in all
 
 
 CLASSICAL = {
-    "stored": Codec("stored", bytes, lambda payload, limit: payload),
+    "stored": Codec("stored", bytes, lambda payload, limit: (payload[i:i + _READ_STEP]
+                                                            for i in range(0, len(payload), _READ_STEP))),
     "zstd": Codec("zstd", _zstd_encode, _zstd_decode),
-    "xz": Codec("xz", xz_encode, xz_decode),
+    "xz": Codec("xz", xz_encode, _xz_chunks),
     "hex": Codec("hex", _hex_encode, _hex_decode),
 }
 
@@ -162,26 +182,35 @@ def best_classical(data: bytes, names: tuple[str, ...] | None = None) -> tuple[s
     eligible) or stored; ties go to the codec listed first."""
     best_name, best = "stored", data
     if data:
-        for name in names or (("zstd", "xz") + (("hex",) if _hex_eligible(data) else ())):
+        for name in names or (("zstd", "xz") + (("hex",) if hex_eligible(data) else ())):
             enc = CLASSICAL[name].encode(data)
             if len(enc) < len(best):
                 best_name, best = name, enc
     return best_name, best
 
 
-def decode_classical(codec: str, payload: bytes, size: int, exact_size: bool = True) -> bytes:
-    """Decode a payload whose declared decoded size is `size` bytes (`exact_size`: exactly that
-    many; otherwise at most). Never produces more than size + 1 bytes, whatever the payload claims,
-    so a decompression bomb costs no more memory than its declared size. ArchiveError (exit 4) on
-    an unknown codec, a corrupt payload, or a size other than declared."""
+def decode_chunks(codec: str, payload: bytes, size: int, exact_size: bool = True) -> Iterator[bytes]:
+    """Decode a payload whose declared decoded size is `size` bytes (`exact_size`: exactly that many;
+    otherwise at most), in chunks of at most 1 MiB. Never produces more than size + 1 bytes, whatever
+    the payload claims, so a decompression bomb costs no more than its declared size, and streamed
+    (to a file, to a hash) no more memory than a chunk and the codec's window. ArchiveError (exit 4)
+    on an unknown codec, a corrupt payload, or a size other than declared (raised once the chunks
+    show it: a consumer must not trust what it got before the generator ends)."""
     if codec not in CLASSICAL:
         raise ArchiveError(f"unknown codec {codec!r} (archive from a newer codeseed?)")
+    done = 0
     try:
-        data = CLASSICAL[codec].decode(payload, size)
+        for chunk in CLASSICAL[codec].decode(payload, size):
+            done += len(chunk)
+            if done > size:
+                raise ArchiveError(f"corrupt payload ({codec}: decodes to more than the {size} bytes declared)")
+            yield chunk
     except (lzma.LZMAError, zstandard.ZstdError, ValueError) as e:
         raise ArchiveError(f"corrupt payload ({codec}: {e})") from None
-    if len(data) > size:
-        raise ArchiveError(f"corrupt payload ({codec}: decodes to more than the {size} bytes declared)")
-    if exact_size and len(data) != size:
-        raise ArchiveError(f"corrupt payload ({codec}: decodes to {len(data)} bytes, {size} declared)")
-    return data
+    if exact_size and done != size:
+        raise ArchiveError(f"corrupt payload ({codec}: decodes to {done} bytes, {size} declared)")
+
+
+def decode_classical(codec: str, payload: bytes, size: int, exact_size: bool = True) -> bytes:
+    """decode_chunks() joined: for what is held in memory anyway (link targets, seeds, tests)."""
+    return b"".join(decode_chunks(codec, payload, size, exact_size))

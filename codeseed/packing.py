@@ -107,7 +107,7 @@ def classical(f: SourceFile) -> Coded:
 def solid_candidate(f: SourceFile) -> bool:
     """Files that go into solid blocks: small regular files (lock files full of hex digests keep
     the hex codec, on their own)."""
-    return not f.is_symlink and 0 < len(f.data) <= SOLID_FILE_MAX and not codecs._hex_eligible(f.data)
+    return not f.is_symlink and 0 < len(f.data) <= SOLID_FILE_MAX and not codecs.hex_eligible(f.data)
 
 
 def solid_blocks(datas: list[bytes], progress=None) -> list[Coded]:
@@ -132,9 +132,8 @@ def solid_blocks(datas: list[bytes], progress=None) -> list[Coded]:
 
 
 def group_small_files(files: list[SourceFile], coded: list[Coded], progress=None) -> list[Coded]:
-    """Move the small exact classical files (`coded[i]` a classical codec with no meta, or the LM
-    codec's token count only) into solid blocks, where the blocks come out smaller than the
-    files coded one by one."""
+    """Move the small files stored exact with a classical codec (not the LM codec, not a seed) into
+    solid blocks, if the blocks come out smaller than those files coded one by one."""
     members = [i for i, (f, c) in enumerate(zip(files, coded))
                if solid_candidate(f) and c.codec in codecs.CLASSICAL and c.raw_size is None]
     if len(members) < 2:
@@ -269,10 +268,10 @@ def _verify_written(dst: Path, lm, jobs: int) -> None:
     """Decode the archive just written, as `codeseed test` does; remove it and raise
     VerificationError (exit 8) if anything does not decode back."""
     from codeseed.errors import CodeseedError, VerificationError
-    from codeseed.unpacking import decode_all
+    from codeseed.unpacking import check_all
     try:
         with archive.Archive(dst) as arc:
-            decode_all(arc, lm, jobs=jobs)
+            check_all(arc, lm, jobs=jobs)
     except CodeseedError as e:
         dst.unlink(missing_ok=True)
         raise VerificationError(f"{dst}: the archive did not decode back, and was removed ({e})") from None

@@ -57,7 +57,7 @@ class Lines:
         elapsed = f"{time.monotonic() - self.started:.0f} s"
         if not self.tasks:
             return f"codeseed: working, {elapsed}"
-        open_tasks = [t for t in self.tasks if not t[2] or t[1] < t[2]]
+        open_tasks = [t for t in self.tasks if t[2] is None or t[1] < t[2]]  # total None: open-ended
         desc, done, total = (open_tasks or self.tasks)[-1]
         if total:
             return f"codeseed: {desc} {done:,.0f}/{total:,.0f} ({100 * done / total:.0f}%), {elapsed}"

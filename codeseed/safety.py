@@ -13,7 +13,9 @@ A tree of entries is safe when every entry
   tree (and, when unpacking into an existing folder, through the symlinks already there). Where
   the system would stop (a name that does not exist, a file used as a folder) the resolution goes
   on as if it were a folder, so a link that only dangles today cannot lead out once its missing
-  folders exist. A loop (more than MAX_HOPS links) resolves nowhere, as for the system (ELOOP).
+  folders exist. Likewise in a loop (more than MAX_HOPS links, where the system gives ELOOP), the
+  names still to resolve are read as folders: `a -> a/../..` leads out (as os.path.realpath says),
+  `a -> b`, `b -> a` does not.
 
 Names that are not UTF-8 are fine (they are stored as bytes and printed escaped).
 """
@@ -108,13 +110,11 @@ def escapes(link: str, lookup: Callable[[str], bytes | None]) -> bool:
             pos.pop()
             continue
         name = "/".join(pos + [os.fsdecode(part)])
-        target = lookup(name)
+        target = lookup(name) if hops <= MAX_HOPS else None  # past MAX_HOPS (a loop): names as folders
         if target is None:
             pos.append(os.fsdecode(part))  # a file, a folder, or nothing yet: taken as a folder
             continue
         hops += 1
-        if hops > MAX_HOPS:
-            return False  # a loop: the system gives ELOOP, the link resolves nowhere
         if target.startswith(b"/"):
             return True
         pending = _parts(target) + pending  # resolved from the folder that link is in (pos)
@@ -140,7 +140,10 @@ def problems(items: Iterable[Item], outside: Callable[[str], bytes | None] | Non
             found.append(Problem(it.path, reason))
         kinds.setdefault(it.path, it.target is not None)
     bad = {p.path for p in found}
-    links = {it.path: it.target for it in items if it.target is not None and it.path not in bad}
+    links: dict[str, bytes] = {}  # every link of the tree as given (the first of a name), broken or not
+    for it in items:
+        if it.target is not None and kinds.get(it.path):
+            links.setdefault(it.path, it.target)
     for it in items:
         if it.path in bad:
             continue
@@ -151,6 +154,7 @@ def problems(items: Iterable[Item], outside: Callable[[str], bytes | None] | Non
                 found.append(Problem(it.path, f"inside the {'symlink' if kinds[parent] else 'file'} {parent!r}"))
                 bad.add(it.path)
                 break
+
     def lookup(name: str) -> bytes | None:
         if name in links:
             return links[name]

@@ -547,3 +547,9 @@ def test_staging_folder_never_left_behind_on_refusal(tmp_path):
     arc = raw_v2(tmp_path / "a.cseed", [stored("a.txt", b"a\n"), stored("b.txt", b"b\n", size=3)])
     assert main(["unpack", str(arc), "-o", str(tmp_path / "out"), "-q"]) == ArchiveError.exit_code
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.cseed"]
+
+
+def test_model_entry_bound_covers_what_pack_gives_the_model():
+    """archive.py refuses model-coded entries over MAX_MODEL_ENTRY (held in memory): pack's own stay under it."""
+    from codeseed.candidates import MODEL_MAX_BYTES
+    assert MODEL_MAX_BYTES <= archive.MAX_MODEL_ENTRY
