@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
-from functools import lru_cache
 
 import numpy as np
 from numba import njit
 
 from codeseed.engine import OUT_SCALE_BITS, OUT_STEPS, decay_table
+from codeseed.logistic import squash_table, stretch_table  # noqa: F401 (used by State)
 
 NGRAM_WAYS = 8        # next tokens remembered per context
 MATCH_MIN = 5         # tokens of context that start a match
@@ -42,33 +41,6 @@ MIX_LR = 1311         # mixer learning rate: 0.02 * 2^16 / 16 in the units of _u
 RC_TOP = np.uint64(1) << np.uint64(56)
 
 SCORE, DECODE = 0, 1   # run() modes: record each token's frequencies (the encoder), or range-decode
-
-
-@lru_cache(maxsize=None)
-def squash_table() -> np.ndarray:
-    """squash(x) = 4096 / (1 + e^(-x/256)) for x = -2047 .. 2047, clamped to 1 .. 4095 (index x + 2047)."""
-    out = []
-    with localcontext() as ctx:
-        ctx.prec = 40
-        for x in range(-2047, 2048):
-            v = Decimal(4096) / (1 + (Decimal(-x) / 256).exp())
-            out.append(min(4095, max(1, int(v.to_integral_value()))))
-    return np.array(out, dtype=np.int64)
-
-
-@lru_cache(maxsize=None)
-def stretch_table() -> np.ndarray:
-    """stretch(p) = 256 ln(p / (4096 - p)) for p = 0 .. 4095, clamped to -2047 .. 2047."""
-    out = []
-    with localcontext() as ctx:
-        ctx.prec = 40
-        for p in range(4096):
-            if p == 0:
-                out.append(-2047)
-                continue
-            v = 256 * (Decimal(p) / (4096 - p)).ln()
-            out.append(min(2047, max(-2047, int(v.to_integral_value()))))
-    return np.array(out, dtype=np.int64)
 
 
 @dataclass(frozen=True)
