@@ -1,6 +1,8 @@
 """Solid-block codecs on real trees: size, pack and unpack time of each candidate, in one run.
 
     python benchmarks/solid_codecs.py SDIST_OR_DIR... [--files all|classical|archive] [--json OUT]
+    python benchmarks/solid_codecs.py SDIST_OR_DIR... --files-from SPEED_JSON   # the files speed.py's archives
+                                                                               # stored outside the LM stream
 
 For each project (an sdist .tar.gz, an npm .tgz, or an unpacked folder), the files are put back to
 back in one block, in the order codeseed's solid blocks use (codeseed.packing.block_order), and
@@ -11,7 +13,8 @@ the files an exact archive of the tree stores outside the LM stream (packs the t
 Codecs: codeseed's block codecs (codecs.BLOCK_CODECS), and for reference xz with text-tuned
 literal coding, zstd --ultra -22, brotli -q 11 (24-bit window), PPMd variants H and I at several
 orders, the `zpaq` wheel (a ZPAQ binding: no bounded decoder, so not adoptable) and the zpaq CLI
-(-method 5, the benchmark peer). Benchmarks are not tests: they print, they do not assert. State
+(-method 5, the benchmark peer). pyppmd and zpaq are measured when installed (`pip install pyppmd zpaq`);
+codeseed does not depend on them. Benchmarks are not tests: they print, they do not assert. State
 the machine's load when you record a time.
 """
 from __future__ import annotations
@@ -47,7 +50,7 @@ def _ppmd(variant: int, order: int, mem: int):
 
     def dec(data: bytes, n: int) -> bytes:
         d = pyppmd.Ppmd7Decoder(order, mem) if variant == 7 else pyppmd.Ppmd8Decoder(order, mem, 0)
-        return d.decode(data, n)
+        return d.decode(data, n + 1)
     return enc, dec
 
 
@@ -71,9 +74,12 @@ def candidates() -> dict:
     out["zstd -22"] = (lambda d: zstandard.ZstdCompressor(level=22).compress(d),
                        lambda d, n: zstandard.ZstdDecompressor().decompress(d, max_output_size=n))
     out["brotli -q 11"] = (lambda d: brotli.compress(d, quality=11, lgwin=24), lambda d, n: brotli.decompress(d))
-    for variant in (7, 8):
-        for order in (6, 8, 12, 16, 24, 32):
+    try:
+        import pyppmd  # noqa: F401
+        for variant, order in ((7, 6), (7, 16), (7, 32), (8, 16)):
             out[f"ppmd{variant} o{order}"] = _ppmd(variant, order, 256 << 20)
+    except ImportError:
+        pass
     try:
         import zpaq
         for level in (3, 4, 5):
@@ -107,8 +113,10 @@ def tree_of(src: Path, work: Path) -> Path:
     return next((work / "src").iterdir())
 
 
-def block_files(root: Path, which: str, work: Path) -> list:
+def block_files(root: Path, which: str, work: Path, outside: set[str] | None = None) -> list:
     files = scan(root, True, False).files
+    if outside is not None:
+        return [f for f in files if f.path in outside and not f.is_symlink]
     if which == "all":
         return [f for f in files if solid_candidate(f)]
     if which == "classical":
@@ -122,11 +130,11 @@ def block_files(root: Path, which: str, work: Path) -> list:
     return [f for f in files if f.path in outside and not f.is_symlink]
 
 
-def measure(src: Path, which: str, only: list[str] | None) -> dict:
+def measure(src: Path, which: str, only: list[str] | None, outside: dict[str, set[str]] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         root = tree_of(src, work)
-        files = block_files(root, which, work)
+        files = block_files(root, which, work, None if outside is None else outside.get(root.name, set()))
         seen, block = set(), bytearray()
         for f in (block_order(files) if ORDER == "ext" else files):
             if f.data not in seen:
@@ -142,7 +150,7 @@ def measure(src: Path, which: str, only: list[str] | None) -> dict:
             t_pack = time.perf_counter() - t
             t = time.perf_counter()
             try:
-                back = dec(payload, len(block) + 1)
+                back = dec(payload, len(block))
             except Exception as err:  # noqa: BLE001 - a benchmark records a codec's failure and goes on
                 print(f"{root.name}: {name}: {err}", file=sys.stderr)
                 back = b""
@@ -161,15 +169,22 @@ def main() -> None:
     ap.add_argument("sources", type=Path, nargs="+")
     ap.add_argument("--files", choices=("all", "classical", "archive"), default="classical")
     ap.add_argument("--only", help="comma-separated codec names")
+    ap.add_argument("--files-from", type=Path, help="speed.py --json output: the files its archives stored outside "
+                                                    "the LM stream")
     ap.add_argument("--order", choices=("ext", "path"), default="ext", help="block order: by extension, or by path")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     global ORDER
     ORDER = args.order
-    rows = [measure(s, args.files, args.only.split(",") if args.only else None) for s in args.sources]
+    outside = None
+    if args.files_from:
+        outside = {r["project"]: {f["path"] for f in r["codeseed exact"]["files"] if f["codec"] != "lm"}
+                   for r in json.loads(args.files_from.read_text())}
+    rows = [measure(s, args.files, args.only.split(",") if args.only else None, outside) for s in args.sources]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
-    print(f"load average: {os.getloadavg()[0]:.2f}; cores {len(os.sched_getaffinity(0))}; files: {args.files}\n")
+    print(f"load average: {os.getloadavg()[0]:.2f}; cores {len(os.sched_getaffinity(0))}; files: "
+          f"{args.files_from or args.files}\n")
     names = list(rows[0]["codecs"])
     print("| codec | " + " | ".join(f"{r['project']} ({r['bytes']:,} B) bytes, pack/unpack s" for r in rows)
           + " | total bytes |")

@@ -66,7 +66,7 @@ def encode(files: list[SourceFile], model: CodeModel,
     first: dict[bytes, int] = {}
     members, tokens = [], []
     for i, f in enumerate(files):
-        if not model_candidate(f) or f.data in first:
+        if not model_candidate(f, exact=True) or f.data in first:
             continue
         ids = model.tokenize_exact(f.data)
         if ids:
@@ -89,8 +89,9 @@ def encode(files: list[SourceFile], model: CodeModel,
     raw = sum(len(files[i].data) for i, k in zip(members, keep) if k)
     start = 0
     for j, (i, k) in enumerate(zip(members, keep)):
-        out[i].meta = {"n": len(tokens[j])}
         out[i].lm_bytes = float(scorer.file_bits[j] / 8)
+        # the two measured sizes that decided, for `codeseed info` (whole bytes: a few bytes a file in the index)
+        out[i].meta = {"n": len(tokens[j]), "lm": round(out[i].lm_bytes), "alt": round(out[i].alternative())}
         if k:
             out[i].codec, out[i].payload, out[i].start, out[i].raw_size = LM_CODEC, payload, start, raw
             start += len(files[i].data)

@@ -34,6 +34,33 @@ class FileReport:
     fidelity: str
     budget: float | None = None
     saved_bytes_est: float = 0.0  # seeded: the model's estimate of what the holes saved against exact
+    why: str = ""                 # where it went and why (placement())
+
+
+def placement(e: archive.Entry) -> str:
+    """Why an entry is stored as it is, from the index alone: for a file the LM scored, the two
+    measured sizes that decided (meta "lm" and "alt": bytes in the LM stream, and alone or in a
+    solid block, whichever was smaller)."""
+    solid = e.fidelity == "exact" and e.codec != "lm" and e.decoded_size() > e.size
+    where = f"solid block ({e.codec})" if solid else f"{e.codec}"
+    if e.is_symlink:
+        return "symlink: its target, stored"
+    if e.fidelity != "exact":
+        return f"{e.fidelity}: a seed, coded by {e.codec}"
+    if e.codec == "lm" and "n" not in e.meta:
+        return "the same content as another file in the LM stream (stored once)"
+    if "lm" in e.meta and "alt" in e.meta:
+        if e.codec == "lm":
+            return f"LM stream: {e.meta['lm']:,} bytes there, {e.meta['alt']:,} outside it"
+        return f"{where}: {e.meta['alt']:,} bytes outside the LM stream, {e.meta['lm']:,} in it"
+    if e.codec == "lm" or "n" in e.meta:
+        return f"{where} (scored by the LM; sizes not recorded: an older archive)"
+    from codeseed.candidates import MODEL_MAX_BYTES
+    if e.size == 0:
+        return "empty"
+    if e.size > MODEL_MAX_BYTES:
+        return f"{where}: over {MODEL_MAX_BYTES:,} bytes, not given to the LM"
+    return f"{where}: not text the LM takes (binary, not UTF-8, minified, or its tokens do not give it back)"
 
 
 @dataclass
@@ -334,5 +361,5 @@ def load_model(model: str | Path | CodeModel | None) -> CodeModel:
 
 def write_report(dst: Path, header: archive.Header, entries: list[archive.Entry], payloads: list[bytes]) -> PackReport:
     size = archive.write(dst, header, entries, payloads)
-    return PackReport(dst, size, [FileReport(e.path, e.size, e.stored_share(), e.codec, e.fidelity, e.meta.get("budget"))
-                                  for e in entries])
+    return PackReport(dst, size, [FileReport(e.path, e.size, e.stored_share(), e.codec, e.fidelity, e.meta.get("budget"),
+                                             why=placement(e)) for e in entries])
