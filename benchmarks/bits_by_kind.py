@@ -33,7 +33,10 @@ from codeseed.cm import MixSettings  # noqa: E402
 from codeseed.model import CodeModel  # noqa: E402
 from codeseed.walk import scan  # noqa: E402
 
-MIXES = {"main": MixSettings(), "default": MixSettings()}  # "main": the settings main used before issue 18
+MIXES = {"main": MixSettings(ngram_orders=(2, 3), ngram_alpha=(6, 3), match=True, adaptive=False),  # before issue 18
+         "default": MixSettings(),
+         "adaptive": MixSettings(adaptive=True),
+         "adaptive 1-4": MixSettings(ngram_orders=(1, 2, 3, 4), ngram_alpha=(24, 6, 3, 2), adaptive=True)}
 
 
 def tree_of(src: Path, work: Path) -> Path:
