@@ -283,7 +283,8 @@ def _is_number(v) -> bool:
 # The entry meta keys codeseed knows, and the type of each (others are kept and ignored).
 META_TYPES = {"n": _is_int, "holes": lambda v: isinstance(v, list) and all(_is_int(h) and h >= 0 for h in v),
               "stops": lambda v: isinstance(v, str) and v.isascii(),  # seeded.Seed.parse checks the letters
-              "budget": _is_number, "similarity": _is_number}
+              "budget": _is_number, "similarity": _is_number,
+              "lm": _is_int, "alt": _is_int}  # exact mode: a stream member's measured sizes in and outside the stream
 
 
 def _check_entries(entries: list[Entry], model: dict | None, version: int) -> None:

@@ -22,6 +22,11 @@ def looks_minified(data: bytes) -> bool:
     return len(data) > MAX_LINE and max(map(len, data.split(b"\n"))) > MAX_LINE
 
 
-def model_candidate(f) -> bool:
-    """Whether the file (a walk.SourceFile) may be coded or seeded by the model."""
-    return not f.is_symlink and 0 < len(f.data) <= MODEL_MAX_BYTES and not looks_minified(f.data)
+EXACT_MAX_BYTES = MODEL_MAX_BYTES  # exact mode: the LM stream scores files up to this size
+
+
+def model_candidate(f, exact: bool = False) -> bool:
+    """Whether the file (a walk.SourceFile) may be coded or seeded by the model (`exact`: coded by
+    the LM stream in exact mode, where each file keeps the stream only if it measures smaller)."""
+    limit = EXACT_MAX_BYTES if exact else MODEL_MAX_BYTES
+    return not f.is_symlink and 0 < len(f.data) <= limit and not looks_minified(f.data)

@@ -142,6 +142,7 @@ def cmd_unpack(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from codeseed import archive
+    from codeseed.packing import placement
     with archive.Archive(args.archive) as arc:
         entries, header, size = arc.entries, arc.header, arc.size
     if args.json:
@@ -151,7 +152,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                                        "codec": e.codec, "solid": e.fidelity == "exact" and e.decoded_size() > e.size,
                                        "fidelity": e.fidelity, "mode": oct(e.permissions()) if not e.is_symlink else None,
                                        "executable": e.executable, "symlink": e.is_symlink,
-                                       "sha256": e.sha256.hex(), **({"meta": e.meta} if e.meta else {})}
+                                       "sha256": e.sha256.hex(), "why": placement(e),
+                                       **({"meta": e.meta} if e.meta else {})}
                                       for e in entries]}, indent=2))
         return 0
     from rich.console import Console
@@ -159,7 +161,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from rich.text import Text
     table = Table(title=Text(display(str(args.archive))), title_justify="left")
     for col, just in (("path", "left"), ("size", "right"), ("stored", "right"), ("codec", "left"),
-                      ("fidelity", "left")):
+                      ("fidelity", "left"), ("why", "left")):
         table.add_column(col, justify=just)
     for e in entries:
         name = display(e.path) + (" -> (link)" if e.is_symlink else "") + (" *" if e.executable else "")
@@ -168,7 +170,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             fid += f" (budget {e.meta['budget']:.2f}, AST sim {e.meta['similarity']:.2f})"
         solid = e.fidelity == "exact" and e.decoded_size() > e.size
         table.add_row(Text(name), str(e.size), str(e.stored_share()), Text(display(e.codec) + (" solid" if solid else "")),
-                      fid)
+                      fid, Text(display(placement(e))))
     raw = sum(e.size for e in entries)
     table.add_section()
     table.add_row(f"{len(entries)} entries", str(raw), str(size), "", f"{100 * size / raw:.1f}%" if raw else "")

@@ -6,7 +6,11 @@ with two adaptive models that learn the repository while it is coded:
 1. the LM: frequency exp_table[round((max_logit - logit) * OUT_STEPS)], 1 .. 2^24;
 2. an n-gram cache per order (2 and 3 tokens of context): with counts c over n observations of the
    context, p <- (alpha p + c) / (n + alpha), the LM as prior (a hash table of slots, up to
-   NGRAM_WAYS next tokens a context, the rarest replaced when full);
+   NGRAM_WAYS next tokens a context, the rarest replaced when full). With adaptive blending
+   (MixSettings.adaptive), each order and count bucket uses the alpha among ALPHAS whose running
+   code length (what each would have given the tokens so far, with decay) is the smallest: the LM
+   prior weighs less where the file's own statistics predict better (prose, data), more where the
+   LM does;
 3. a match model (as in lpaq): the token that followed the latest earlier occurrence of the last
    MATCH_MIN tokens gets probability q from an online logistic mixer of stretch(p) and the hit
    rate at this match length, everything else is scaled by (1 - q) / (1 - p).
@@ -26,13 +30,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
-from functools import lru_cache
 
 import numpy as np
 from numba import njit
 
 from codeseed.engine import OUT_SCALE_BITS, OUT_STEPS, decay_table
+from codeseed.logistic import squash_table, stretch_table  # noqa: F401 (used by State)
 
 NGRAM_WAYS = 8        # next tokens remembered per context
 MATCH_MIN = 5         # tokens of context that start a match
@@ -40,35 +43,11 @@ MATCH_BUCKETS = 16    # mixer weight sets, by match length
 FIX = 24              # fixed-point bits of the dense scale factor
 MIX_LR = 1311         # mixer learning rate: 0.02 * 2^16 / 16 in the units of _update_mixer (>> 20)
 RC_TOP = np.uint64(1) << np.uint64(56)
+ALPHAS = (1, 2, 3, 6, 12, 24, 48)  # adaptive blending: the prior weights an n-gram order chooses among
+ALPHA_BUCKETS = 4     # ... chosen per order and per count bucket of the context: 1, 2-3, 4-7, 8+ observations
+ALPHA_DECAY = 6       # the running code length of each choice forgets with weight 2^-6 a token
 
 SCORE, DECODE = 0, 1   # run() modes: record each token's frequencies (the encoder), or range-decode
-
-
-@lru_cache(maxsize=None)
-def squash_table() -> np.ndarray:
-    """squash(x) = 4096 / (1 + e^(-x/256)) for x = -2047 .. 2047, clamped to 1 .. 4095 (index x + 2047)."""
-    out = []
-    with localcontext() as ctx:
-        ctx.prec = 40
-        for x in range(-2047, 2048):
-            v = Decimal(4096) / (1 + (Decimal(-x) / 256).exp())
-            out.append(min(4095, max(1, int(v.to_integral_value()))))
-    return np.array(out, dtype=np.int64)
-
-
-@lru_cache(maxsize=None)
-def stretch_table() -> np.ndarray:
-    """stretch(p) = 256 ln(p / (4096 - p)) for p = 0 .. 4095, clamped to -2047 .. 2047."""
-    out = []
-    with localcontext() as ctx:
-        ctx.prec = 40
-        for p in range(4096):
-            if p == 0:
-                out.append(-2047)
-                continue
-            v = 256 * (Decimal(p) / (4096 - p)).ln()
-            out.append(min(2047, max(-2047, int(v.to_integral_value()))))
-    return np.array(out, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -77,16 +56,19 @@ class MixSettings:
     ngram_orders: tuple[int, ...] = (2, 3)
     ngram_alpha: tuple[int, ...] = (6, 3)
     match: bool = True
+    adaptive: bool = True    # each order picks its alpha among ALPHAS by the code length each would have given
+                             # (issue 18: -2.6% on Python, -0.5% on prose, -0.9% on data; RESULTS.md)
 
     def to_dict(self) -> dict:
-        return {"ngram_orders": list(self.ngram_orders), "ngram_alpha": list(self.ngram_alpha), "match": self.match}
+        d = {"ngram_orders": list(self.ngram_orders), "ngram_alpha": list(self.ngram_alpha), "match": self.match}
+        return {**d, "adaptive": True} if self.adaptive else d
 
     @classmethod
     def from_dict(cls, d: dict) -> MixSettings:
         orders, alpha = tuple(int(x) for x in d["ngram_orders"]), tuple(int(x) for x in d["ngram_alpha"])
         if len(orders) != len(alpha) or any(not 1 <= o <= 8 for o in orders) or any(a < 1 for a in alpha):
             raise ValueError("bad mixing settings")
-        return cls(orders, alpha, bool(d["match"]))
+        return cls(orders, alpha, bool(d["match"]), bool(d.get("adaptive", False)))
 
 
 class State:
@@ -114,11 +96,31 @@ class State:
         self.exp_table = decay_table(OUT_STEPS, OUT_SCALE_BITS, 1)
         self.squash = squash_table()
         self.stretch = stretch_table()
+        self.adaptive = settings.adaptive
+        self.alphas = np.array(ALPHAS, dtype=np.int64)
+        # running code length of each alpha choice, per order and count bucket (2^-16 bits); ties go to the
+        # configured alpha (the candidate nearest to it starts a little ahead)
+        self.alpha_loss = np.zeros((k, ALPHA_BUCKETS, len(ALPHAS)), dtype=np.int64)
+        for i, a in enumerate(settings.ngram_alpha):
+            self.alpha_loss[i, :, int(np.argmin([abs(x - a) for x in ALPHAS]))] = -1
+        self.log2_table = log2_table()
 
     def arrays(self) -> tuple:
         return (self.orders, self.alpha, self.ng_check, self.ng_tok, self.ng_cnt, self.match_on, self.mt,
                 self.hist, self.hlen, self.mrow, self.mpos, self.mlen, self.weights, self.hits,
-                self.exp_table, self.squash, self.stretch)
+                self.exp_table, self.squash, self.stretch, self.adaptive, self.alphas, self.alpha_loss,
+                self.log2_table)
+
+
+def log2_table() -> np.ndarray:
+    """log2(1 + i / 4096) in units of 2^-16, i = 0 .. 4096, exact decimals (for _log2)."""
+    from decimal import Decimal, localcontext
+    out = []
+    with localcontext() as ctx:
+        ctx.prec = 40
+        for i in range(4097):
+            out.append(int(((1 + Decimal(i) / 4096).ln() / Decimal(2).ln() * 65536).to_integral_value()))
+    return np.array(out, dtype=np.int64)
 
 
 # ---------------------------------------------------------------- the entropy model
@@ -132,17 +134,48 @@ def _ctx_hash(hist, r, n, order):
     return h
 
 
+@njit(cache=True, inline="always")
+def _log2(x, table):
+    """log2(x) for x >= 1, in units of 2^-16 (12 bits of mantissa, from table)."""
+    e = 0
+    while (x >> e) >= 2:
+        e += 1
+    m = (x << 12 >> e) - 4096 if e <= 12 else (x >> (e - 12)) - 4096
+    return (e << 16) + table[m]
+
+
+@njit(cache=True, inline="always")
+def _alpha_bucket(total):
+    return 0 if total < 2 else (1 if total < 4 else (2 if total < 8 else 3))
+
+
+@njit(cache=True, inline="always")
+def _alpha_of(k, total, alpha, adaptive, alphas, alpha_loss):
+    """The alpha order k uses for a context seen `total` times: fixed, or the best so far."""
+    if not adaptive:
+        return alpha[k]
+    b = _alpha_bucket(total)
+    best = 0
+    for i in range(1, alphas.shape[0]):
+        if alpha_loss[k, b, i] < alpha_loss[k, b, best]:
+            best = i
+    return alphas[best]
+
+
 @njit(cache=True)
 def _predict(r, acc, scale, head_scale, F, sp_tok, sp_mass, orders, alpha, ng_check, ng_tok, ng_cnt, match_on,
-             mt, hist, hlen, mrow, mpos, mlen, weights, hits, exp_table, squash, stretch, mix):
-    """Fill F (V,) with row r's integer frequencies; return their total. `mix` (5,) receives what
-    _update needs of the match model: predicted token (-1: none), bucket, the two stretched inputs, q."""
+             mt, hist, hlen, mrow, mpos, mlen, weights, hits, exp_table, squash, stretch, mix, adaptive, alphas,
+             alpha_loss, zmax_out):
+    """Fill F (V,) with row r's integer frequencies; return their total. `mix` (6,) receives what
+    _update needs of the match model: predicted token (-1: none), bucket, the two stretched inputs, q;
+    and the LM's total t0 (mix[5]); zmax_out (1,) the largest logit (to recompute a token's LM frequency)."""
     V = F.shape[0]
     zmax = -np.inf
     for v in range(V):
         z = (np.float64(acc[v]) * scale) * head_scale[v]
         if z > zmax:
             zmax = z
+    zmax_out[0] = zmax
     last = exp_table.shape[0] - 1
     t0 = np.int64(0)
     for v in range(V):
@@ -152,6 +185,7 @@ def _predict(r, acc, scale, head_scale, F, sp_tok, sp_mass, orders, alpha, ng_ch
             k = last
         F[v] = exp_table[k]
         t0 += F[v]
+    mix[5] = t0
     # n-gram stages: a dense factor A (2^-FIX) on the LM mass plus sparse additions (sp_tok, sp_mass)
     A = np.int64(1) << FIX
     nsp = 0
@@ -169,7 +203,8 @@ def _predict(r, acc, scale, head_scale, F, sp_tok, sp_mass, orders, alpha, ng_ch
             total += ng_cnt[k, slot, j]
         if total == 0:
             continue
-        a = (alpha[k] << FIX) // (total + alpha[k])
+        al = _alpha_of(k, total, alpha, adaptive, alphas, alpha_loss)
+        a = (al << FIX) // (total + al)
         A = (A * a) >> FIX
         for i in range(nsp):
             sp_mass[i] = (sp_mass[i] * a) >> FIX
@@ -177,7 +212,7 @@ def _predict(r, acc, scale, head_scale, F, sp_tok, sp_mass, orders, alpha, ng_ch
             c = ng_cnt[k, slot, j]
             if c == 0:
                 continue
-            add = (c * t0) // (total + alpha[k])
+            add = (c * t0) // (total + al)
             t = ng_tok[k, slot, j]
             found = False
             for i in range(nsp):
@@ -225,6 +260,44 @@ def _predict(r, acc, scale, head_scale, F, sp_tok, sp_mass, orders, alpha, ng_ch
     for v in range(V):
         total += F[v]
     return total
+
+
+@njit(cache=True)
+def _learn_alphas(r, token, f0, t0, orders, alpha, ng_check, ng_tok, ng_cnt, hist, hlen, alphas, alpha_loss, log2t):
+    """Adaptive blending: charge each candidate alpha of each order the code length it would have
+    given `token` at that stage (its mass before the stage followed as _predict moved it, f0 its LM
+    frequency, t0 the LM total), then forget a little. Runs before the counts learn the token."""
+    n = hlen[r]
+    A = np.int64(1) << FIX
+    m_sp = np.int64(0)   # the token's sparse mass so far
+    for k in range(orders.shape[0]):
+        order = orders[k]
+        if n < order:
+            continue
+        h = _ctx_hash(hist, r, n, order)
+        slot = np.int64(h & np.uint64(ng_check.shape[1] - 1))
+        if ng_check[k, slot] != np.int64(h >> np.uint64(33)):
+            continue
+        total = np.int64(0)
+        c_tok = np.int64(0)
+        for j in range(ng_tok.shape[2]):
+            c = ng_cnt[k, slot, j]
+            total += c
+            if c > 0 and ng_tok[k, slot, j] == token:
+                c_tok = c
+        if total == 0:
+            continue
+        m = ((f0 * A) >> FIX) + m_sp            # the token's mass before this stage
+        used = _alpha_of(k, total, alpha, True, alphas, alpha_loss)  # what _predict used: chosen before this update
+        b = _alpha_bucket(total)
+        for i in range(alphas.shape[0]):
+            al = alphas[i]
+            num = al * m + c_tok * t0             # p = num / ((total + al) t0)
+            cost = _log2((total + al) * t0, log2t) - _log2(max(num, 1), log2t)
+            alpha_loss[k, b, i] += cost - (alpha_loss[k, b, i] >> ALPHA_DECAY)
+        a = (used << FIX) // (total + used)
+        A = (A * a) >> FIX
+        m_sp = ((m_sp * a) >> FIX) + (c_tok * t0) // (total + used)
 
 
 @njit(cache=True)
@@ -374,7 +447,7 @@ def decoder_start(data: np.ndarray) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def run(mode, acc, scale, head_scale, tokens, known, active, sym_cum, sym_freq, sym_total, coder, stream,
         orders, alpha, ng_check, ng_tok, ng_cnt, match_on, mt, hist, hlen, mrow, mpos, mlen, weights, hits,
-        exp_table, squash, stretch):
+        exp_table, squash, stretch, adaptive, alphas, alpha_loss, log2t):
     """Code S steps of R rows. acc (R, S, V) float32 head sums, scale (R, S) float32, head_scale (V,).
 
     tokens (S, R) int64: the tokens (SCORE, and rows with known[s, r]); DECODE writes the decoded
@@ -388,14 +461,16 @@ def run(mode, acc, scale, head_scale, tokens, known, active, sym_cum, sym_freq, 
     F = np.empty(V, dtype=np.int64)
     sp_tok = np.empty(2 * orders.shape[0] * ng_tok.shape[2] + 1, dtype=np.int64)
     sp_mass = np.empty_like(sp_tok)
-    mix = np.zeros(5, dtype=np.int64)
+    mix = np.zeros(6, dtype=np.int64)
+    zmax = np.zeros(1, dtype=np.float64)
+    last = exp_table.shape[0] - 1
     for s in range(S):
         for r in range(R):
             if not active[s, r]:
                 continue
             total = _predict(r, acc[r, s], scale[r, s], head_scale, F, sp_tok, sp_mass, orders, alpha, ng_check,
                              ng_tok, ng_cnt, match_on, mt, hist, hlen, mrow, mpos, mlen, weights, hits, exp_table,
-                             squash, stretch, mix)
+                             squash, stretch, mix, adaptive, alphas, alpha_loss, zmax)
             if known[s, r]:
                 tok = tokens[s, r]
             else:
@@ -410,6 +485,11 @@ def run(mode, acc, scale, head_scale, tokens, known, active, sym_cum, sym_freq, 
                 for v in range(tok):
                     cum += F[v]
                 sym_cum[s, r], sym_freq[s, r], sym_total[s, r] = cum, F[tok], total
+            if adaptive:  # the token's LM frequency, as _predict computed it
+                z = (np.float64(acc[r, s, tok]) * scale[r, s]) * head_scale[tok]
+                kk = np.int64(math.floor((zmax[0] - z) * OUT_STEPS + 0.5))
+                _learn_alphas(r, tok, exp_table[min(kk, last)], mix[5], orders, alpha, ng_check, ng_tok, ng_cnt,
+                              hist, hlen, alphas, alpha_loss, log2t)
             _update(r, tok, orders, alpha, ng_check, ng_tok, ng_cnt, match_on, mt, hist, hlen, mrow, mpos, mlen,
                     weights, hits, mix)
     return 0

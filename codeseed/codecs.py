@@ -156,6 +156,17 @@ def hex_eligible(data: bytes) -> bool:
     return len(data) <= HEX_MAX_BYTES and b"\0" not in data and _HEX_RUN.search(data) is not None
 
 
+def _cm_encode(data: bytes) -> bytes:
+    from codeseed import bytecm  # numba: imported when a payload needs it, so `info` starts fast
+    return bytecm.encode(data)
+
+
+def _cm_decode(payload: bytes, limit: int) -> bytes:
+    """Exactly `limit` bytes (the declared size): bytecm.decode refuses a payload that cannot hold them."""
+    from codeseed import bytecm
+    return bytecm.decode(payload, limit)
+
+
 @dataclass(frozen=True)
 class Codec:
     name: str
@@ -169,20 +180,24 @@ CLASSICAL = {
     "zstd": Codec("zstd", _zstd_encode, _zstd_decode),
     "xz": Codec("xz", xz_encode, _xz_chunks),
     "hex": Codec("hex", _hex_encode, _hex_decode),
+    "cm": Codec("cm", _cm_encode, _cm_decode),  # byte-level context mixing (bytecm.py)
 }
 
 
 # Codecs a solid block (several small files coded together) may use, tried in this order; the
 # smallest wins. Any classical codec can code a block: a block is just a payload that entries slice.
-BLOCK_CODECS = ("zstd", "xz")
+# "cm" is the strongest on text (benchmarks/RESULTS.md, issue 18: 11% under xz on the trees' blocks);
+# PPMd (pyppmd) and ZPAQ (the `zpaq` wheel) were measured and left out: pyppmd's decoder crashed on
+# random payloads and its encoder dropped bytes on large inputs, the zpaq wheel has no output limit.
+BLOCK_CODECS = ("zstd", "xz", "cm")
 
 
 def best_classical(data: bytes, names: tuple[str, ...] | None = None) -> tuple[str, bytes]:
-    """The smallest classical encoding of `data` among `names` (default: zstd, xz, and hex where
+    """The smallest classical encoding of `data` among `names` (default: zstd, xz, cm, and hex where
     eligible) or stored; ties go to the codec listed first."""
     best_name, best = "stored", data
     if data:
-        for name in names or (("zstd", "xz") + (("hex",) if hex_eligible(data) else ())):
+        for name in names or (("zstd", "xz", "cm") + (("hex",) if hex_eligible(data) else ())):
             enc = CLASSICAL[name].encode(data)
             if len(enc) < len(best):
                 best_name, best = name, enc

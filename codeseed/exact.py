@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codeseed import codecs, lmcodec
+from codeseed import codecs, lmcodec, packing
 from codeseed.archive import Archive
 from codeseed.candidates import model_candidate
 from codeseed.errors import ArchiveError, ModelMismatchError
@@ -37,7 +37,12 @@ class EncodedFile:
     start: int = 0
     raw_size: int | None = None
     lm_bytes: float | None = None     # its exact size in the LM stream, whether chosen or not
-    classical_bytes: int = 0
+    classical_bytes: int = 0          # its best classical payload alone
+    block_bytes: float | None = None  # its bits in a solid block of the tree's small text files (packing.block_costs)
+
+    def alternative(self) -> float:
+        """Its measured size outside the LM stream: alone or in a solid block, whichever is smaller."""
+        return self.classical_bytes if self.block_bytes is None else min(self.classical_bytes, self.block_bytes)
 
 
 def classical(f: SourceFile) -> EncodedFile:
@@ -61,7 +66,7 @@ def encode(files: list[SourceFile], model: CodeModel,
     first: dict[bytes, int] = {}
     members, tokens = [], []
     for i, f in enumerate(files):
-        if not model_candidate(f) or f.data in first:
+        if not model_candidate(f, exact=True) or f.data in first:
             continue
         ids = model.tokenize_exact(f.data)
         if ids:
@@ -76,20 +81,25 @@ def encode(files: list[SourceFile], model: CodeModel,
     task = progress.add_task("LM encode", total=sum(map(len, tokens))) if progress else None
     scorer = lmcodec.Scorer(model.engine, model.bos, tokens, settings, jobs=jobs,
                             progress=(lambda n: progress.advance(task, n)) if progress else None)
-    keep = [scorer.file_bits[j] / 8 < out[i].classical_bytes for j, i in enumerate(members)]
+    # the alternative to the stream: the file alone, or its part of a solid block, whichever is smaller
+    for i, cost in packing.block_costs(files).items():
+        out[i].block_bytes = cost
+    keep = [scorer.file_bits[j] / 8 < out[i].alternative() for j, i in enumerate(members)]
     payload = scorer.payload(keep) if any(keep) else b""
     raw = sum(len(files[i].data) for i, k in zip(members, keep) if k)
     start = 0
     for j, (i, k) in enumerate(zip(members, keep)):
-        out[i].meta = {"n": len(tokens[j])}
         out[i].lm_bytes = float(scorer.file_bits[j] / 8)
+        # the two measured sizes that decided, for `codeseed info` (whole bytes: a few bytes a file in the index)
+        out[i].meta = {"n": len(tokens[j]), "lm": round(out[i].lm_bytes), "alt": round(out[i].alternative())}
         if k:
             out[i].codec, out[i].payload, out[i].start, out[i].raw_size = LM_CODEC, payload, start, raw
             start += len(files[i].data)
     for i, f in enumerate(files):  # later copies of a member's content share its data
         j = first.get(f.data)
         if j is not None and j != i and out[j].codec == LM_CODEC:
-            out[i] = EncodedFile(LM_CODEC, payload, {}, out[j].start, raw, out[j].lm_bytes, out[i].classical_bytes)
+            out[i] = EncodedFile(LM_CODEC, payload, {}, out[j].start, raw, out[j].lm_bytes, out[i].classical_bytes,
+                                 out[i].block_bytes)
     return out, settings
 
 

@@ -34,6 +34,33 @@ class FileReport:
     fidelity: str
     budget: float | None = None
     saved_bytes_est: float = 0.0  # seeded: the model's estimate of what the holes saved against exact
+    why: str = ""                 # where it went and why (placement())
+
+
+def placement(e: archive.Entry) -> str:
+    """Why an entry is stored as it is, from the index alone: for a file the LM scored, the two
+    measured sizes that decided (meta "lm" and "alt": bytes in the LM stream, and alone or in a
+    solid block, whichever was smaller)."""
+    solid = e.fidelity == "exact" and e.codec != "lm" and e.decoded_size() > e.size
+    where = f"solid block ({e.codec})" if solid else f"{e.codec}"
+    if e.is_symlink:
+        return "symlink: its target, stored"
+    if e.fidelity != "exact":
+        return f"{e.fidelity}: a seed, coded by {e.codec}"
+    if e.codec == "lm" and "n" not in e.meta:
+        return "the same content as another file in the LM stream (stored once)"
+    if "lm" in e.meta and "alt" in e.meta:
+        if e.codec == "lm":
+            return f"LM stream: {e.meta['lm']:,} bytes there, {e.meta['alt']:,} outside it"
+        return f"{where}: {e.meta['alt']:,} bytes outside the LM stream, {e.meta['lm']:,} in it"
+    if e.codec == "lm" or "n" in e.meta:
+        return f"{where} (scored by the LM; sizes not recorded: an older archive)"
+    from codeseed.candidates import MODEL_MAX_BYTES
+    if e.size == 0:
+        return "empty"
+    if e.size > MODEL_MAX_BYTES:
+        return f"{where}: over {MODEL_MAX_BYTES:,} bytes, not given to the LM"
+    return f"{where}: not text the LM takes (binary, not UTF-8, minified, or its tokens do not give it back)"
 
 
 @dataclass
@@ -110,16 +137,40 @@ def solid_candidate(f: SourceFile) -> bool:
     return not f.is_symlink and 0 < len(f.data) <= SOLID_FILE_MAX and not codecs.hex_eligible(f.data)
 
 
+def block_order(files: list[SourceFile]) -> list[SourceFile]:
+    """The order files take in solid blocks: by extension, then name, then path (like kinds
+    together, as 7-Zip orders a solid archive), so that a block's codec sees like text in a row."""
+    def key(f: SourceFile) -> tuple[str, str, str]:
+        name = f.path.rsplit("/", 1)[-1]
+        return (name.rsplit(".", 1)[-1].lower() if "." in name.lstrip(".") else "", name, f.path)
+    return sorted(files, key=key)
+
+
+def is_text(data: bytes) -> bool:
+    """UTF-8 text (solid blocks keep text and binary contents apart)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def solid_blocks(datas: list[bytes], progress=None) -> list[Coded]:
-    """Code `datas` as solid blocks: contents back to back (each distinct content once) in blocks of
-    up to SOLID_BLOCK_MAX bytes, each block coded by the smallest of codecs.BLOCK_CODECS (measured
-    per block). Returns each data's place: its block's codec and payload, start, and the block size."""
-    blocks: list[bytearray] = [bytearray()]
+    """Code `datas` as solid blocks: contents back to back (each distinct content once), text and
+    binary contents in blocks of their own (a text model is wasted on compressed or image data),
+    each block at most SOLID_BLOCK_MAX bytes and coded by the smallest of codecs.BLOCK_CODECS
+    (measured per block). Returns each data's place: its block's codec and payload, start, and
+    the block size."""
+    blocks: list[bytearray] = []
     where: dict[bytes, tuple[int, int]] = {}
-    for d in datas:
-        if d not in where:
-            if blocks[-1] and len(blocks[-1]) + len(d) > SOLID_BLOCK_MAX:
+    for text in (True, False):
+        new = True
+        for d in datas:
+            if d in where or is_text(d) != text:
+                continue
+            if new or len(blocks[-1]) + len(d) > SOLID_BLOCK_MAX:
                 blocks.append(bytearray())
+                new = False
             where[d] = (len(blocks) - 1, len(blocks[-1]))
             blocks[-1] += d
     task = progress.add_task("solid blocks", total=len(blocks)) if progress else None
@@ -131,6 +182,27 @@ def solid_blocks(datas: list[bytes], progress=None) -> list[Coded]:
     return [Coded(coded[k][0], coded[k][1], {}, start, len(blocks[k])) for k, start in (where[d] for d in datas)]
 
 
+def block_costs(files: list[SourceFile]) -> dict[int, float]:
+    """What each solid candidate's text would cost inside a solid block of all of them (`files`
+    indexes -> bytes): its bits under the block codec "cm", coded after the files before it in
+    block order, as solid blocks place them (a repeated content costs nothing). A measured size, so
+    that exact mode can weigh the LM stream against the block and not against the file alone."""
+    from codeseed import bytecm
+    order = block_order([f for f in files if solid_candidate(f) and is_text(f.data)])
+    at = {id(f): i for i, f in enumerate(files)}
+    seen: dict[bytes, int] = {}
+    block = bytearray()
+    cuts = [0]
+    for f in order:
+        if f.data not in seen:
+            seen[f.data] = at[id(f)]
+            block += f.data
+            cuts.append(len(block))
+    costs = bytecm.segment_costs(bytes(block), cuts)
+    first = dict(zip(seen.values(), costs))
+    return {at[id(f)]: first.get(at[id(f)], 0.0) for f in order}
+
+
 def group_small_files(files: list[SourceFile], coded: list[Coded], progress=None) -> list[Coded]:
     """Move the small files stored exact with a classical codec (not the LM codec, not a seed) into
     solid blocks, if the blocks come out smaller than those files coded one by one."""
@@ -138,6 +210,8 @@ def group_small_files(files: list[SourceFile], coded: list[Coded], progress=None
                if solid_candidate(f) and c.codec in codecs.CLASSICAL and c.raw_size is None]
     if len(members) < 2:
         return coded
+    at = {id(files[i]): i for i in members}
+    members = [at[id(f)] for f in block_order([files[i] for i in members])]
     placed = solid_blocks([files[i].data for i in members], progress)
     block_bytes = sum(len(p) for p in {id(c.payload): c.payload for c in placed}.values())
     alone = sum(len(p) for _, p in {(coded[i].codec, coded[i].payload) for i in members})  # equal ones once
@@ -196,6 +270,8 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
     with bars(not quiet if progress is None else progress) as bar:
         if mode == "classical":
             small = [i for i, f in enumerate(files) if solid_candidate(f)]
+            at = {id(files[i]): i for i in small}
+            small = [at[id(f)] for f in block_order([files[i] for i in small])]
             task = bar.add_task("compress", total=len(files) - len(small))
             coded: list[Coded | None] = [None] * len(files)
             for i, c in zip(small, solid_blocks([files[i].data for i in small], bar)):
@@ -284,5 +360,5 @@ def load_model(model: str | Path | CodeModel | None, device: str = "cpu") -> Cod
 
 def write_report(dst: Path, header: archive.Header, entries: list[archive.Entry], payloads: list[bytes]) -> PackReport:
     size = archive.write(dst, header, entries, payloads)
-    return PackReport(dst, size, [FileReport(e.path, e.size, e.stored_share(), e.codec, e.fidelity, e.meta.get("budget"))
-                                  for e in entries])
+    return PackReport(dst, size, [FileReport(e.path, e.size, e.stored_share(), e.codec, e.fidelity, e.meta.get("budget"),
+                                             why=placement(e)) for e in entries])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import codeseed
-from codeseed import archive, codecs, lmcodec
+from codeseed import archive, codecs, exact, lmcodec
 from codeseed.errors import ArchiveError, ModelMismatchError
 from tests.conftest import make_tiny_model
 from tests.test_archive import FIXTURE, tree_digest
@@ -28,7 +28,8 @@ def test_exact_round_trip_uses_lm_and_never_exceeds_classical(sample, tmp_path, 
     codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out", model=tiny_model)
     assert tree_digest(tmp_path / "out") == tree_digest(sample)
     by_path = {f.path: f for f in report.files}
-    assert by_path["inventory/store.py"].codec == "lm"
+    # which files the LM keeps depends on the tiny model against the solid block: some Python file does
+    assert any(f.codec == "lm" for p, f in by_path.items() if p.endswith(".py"))
     assert by_path["assets/logo.png"].codec != "lm"            # binary
     assert by_path["assets/legacy-latin1.txt"].codec != "lm"   # not UTF-8
     for f in report.files:
@@ -66,8 +67,15 @@ def test_wrong_model_is_refused_before_writing(sample, tmp_path, tiny_model, tmp
     assert not (tmp_path / "out").exists()
 
 
-def test_long_files_are_cut_into_segments_that_round_trip(sample, tmp_path, tiny_model):
+def lm_wins_everything(monkeypatch):
+    """For tests of the stream itself: every candidate stays in the stream, whatever the tiny model
+    scores against the classical codecs (which codec wins is tested above, on measured sizes)."""
+    monkeypatch.setattr(exact.EncodedFile, "alternative", lambda self: float("inf"))
+
+
+def test_long_files_are_cut_into_segments_that_round_trip(sample, tmp_path, tiny_model, monkeypatch):
     """Segments of 40 tokens in 3 rows: files span several segments, on several rows."""
+    lm_wins_everything(monkeypatch)
     s = lmcodec.StreamSettings(window=32, rows=3, chunk=40)
     report = codeseed.pack(sample, tmp_path / "a.cseed", mode="exact", model=tiny_model, settings=s)
     assert {f.path: f for f in report.files}["inventory/store.py"].codec == "lm"
@@ -79,7 +87,8 @@ def test_long_files_are_cut_into_segments_that_round_trip(sample, tmp_path, tiny
     assert tree_digest(tmp_path / "out") == tree_digest(sample)
 
 
-def test_identical_text_files_are_coded_once(tmp_path, tiny_model):
+def test_identical_text_files_are_coded_once(tmp_path, tiny_model, monkeypatch):
+    lm_wins_everything(monkeypatch)
     src = tmp_path / "src"
     (src / "a").mkdir(parents=True)
     text = (FIXTURE / "inventory" / "store.py").read_bytes()
