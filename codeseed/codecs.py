@@ -161,10 +161,12 @@ def _cm_encode(data: bytes) -> bytes:
     return bytecm.encode(data)
 
 
-def _cm_decode(payload: bytes, limit: int) -> bytes:
-    """Exactly `limit` bytes (the declared size): bytecm.decode refuses a payload that cannot hold them."""
+def _cm_decode(payload: bytes, limit: int) -> Iterator[bytes]:
+    """Exactly `limit` bytes (the declared size), in one chunk: bytecm.decode refuses a payload that
+    cannot hold them (each byte costs at least bytecm.MIN_BITS_PER_BYTE), so memory stays within a
+    fixed multiple of the payload's size."""
     from codeseed import bytecm
-    return bytecm.decode(payload, limit)
+    yield bytecm.decode(payload, limit)
 
 
 @dataclass(frozen=True)

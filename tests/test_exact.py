@@ -70,7 +70,7 @@ def test_wrong_model_is_refused_before_writing(sample, tmp_path, tiny_model, tmp
 def lm_wins_everything(monkeypatch):
     """For tests of the stream itself: every candidate stays in the stream, whatever the tiny model
     scores against the classical codecs (which codec wins is tested above, on measured sizes)."""
-    monkeypatch.setattr(exact.EncodedFile, "alternative", lambda self: float("inf"))
+    monkeypatch.setattr(exact.EncodedFile, "alternative", lambda self: 1e12)
 
 
 def test_long_files_are_cut_into_segments_that_round_trip(sample, tmp_path, tiny_model, monkeypatch):
