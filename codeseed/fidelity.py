@@ -223,7 +223,8 @@ def protected(lang: spans.Language, data: bytes, found: list[spans.Span], pieces
     `found` are the spans extract() captured; reasons: 'directive' (a comment or docstring that holds
     a directive or legal line), 'header' (the leading comment block or module docstring, when it
     holds license or copyright text), 'lint' (free text with trailing whitespace, or on a line
-    longer than the language's lint width)."""
+    longer than the language's lint width), 'escape' (a docstring's text with a backslash: the
+    tokenizer reads escapes, linters report bad ones, and regenerated strings hold none)."""
     rules = rules_for(lang.name)
     out: dict[int, str] = {}
     blocks = [s for s in found if s.kind in ("comment", "docstring")]
@@ -249,8 +250,11 @@ def protected(lang: spans.Language, data: bytes, found: list[spans.Span], pieces
             for s in lead:
                 pin(s, "header")
     for k, p in enumerate(pieces):
-        if p.kind in spans.FREE_TEXT and k not in out and _lint_visible(data, p.start, p.end, rules.lint_width):
-            out[k] = "lint"
+        if p.kind in spans.FREE_TEXT and k not in out:
+            if _lint_visible(data, p.start, p.end, rules.lint_width):
+                out[k] = "lint"
+            elif p.kind == "docstring_text" and b"\\" in data[p.start:p.end]:
+                out[k] = "escape"  # regenerated strings hold no backslash: the escapes would be lost
     return out
 
 

@@ -79,7 +79,7 @@ def tidy(text: str, rule: str, prefix: bytes) -> str:
     at = prefix.rfind(b"\n")
     newline = "\r\n" if at > 0 and prefix[at - 1:at] == b"\r" else "\n"
     lines[0] = lines[0].lstrip()
-    body = lines[1:]
+    body = lines[1:] if "\t" in indent else [x.expandtabs(8) for x in lines[1:]]  # tabs only where the file has them
     margin = min((len(x) - len(x.lstrip()) for x in body if x), default=0)
     body = [indent + x[margin:] if x else "" for x in body]
     lines = lines[:1] + body

@@ -192,6 +192,14 @@ def test_free_text_linters_already_see_stays(tiny_model):
     assert free[b"a comment on a line that is long enough to pass the PEP 8 width here"] == "lint"
 
 
+def test_a_docstring_with_escapes_stays(tiny_model):
+    """Regenerated strings hold no backslash; a docstring whose text has escapes (which CPython reads
+    and linters check, W605) keeps them."""
+    data = DOC.encode() + b'def f():\n    """Match \\d+ digits."""\n    return 1\n'
+    _, pieces = pieces_of(tiny_model, data)
+    assert next(p for p in pieces if p.kind == "docstring_text" and b"Match" in text_of(data, p)).pin == "escape"
+
+
 def test_pinned_pieces_are_kept_at_any_budget(tiny_model):
     planner, pieces = pieces_of(tiny_model, DIRECTIVES)
     for budget in (0.0, 0.3, 0.9):
@@ -252,6 +260,7 @@ def test_a_wider_regenerated_line_is_refused(tiny_model):
     ("D", "Summary.  \n\n        Details here.   \n   ", b'def f():\n    """',
      "Summary.\n\n    Details here.\n    "),                             # the docstring's indentation
     ("D", "Summary.\n\t\tMore.\n", b'def f():\n    """', "Summary.\n    More.\n    "),
+    ("D", "Summary.\n    a\n\tb\n", b'def f():\n    """', "Summary.\n    a\n        b\n    "),  # tabs expanded
     ("D", "One line.\nTwo.", b'x = 1\r\ndef f():\r\n    """', "One line.\r\n    Two."),  # CRLF file
     ("D", 'Ends in a quote" ', b'    """', "Ends in a quote"),
     ("D", "Has \\n escapes\\", b'    """', "Has n escapes"),
