@@ -94,7 +94,6 @@ def code_view(data: bytes) -> str | None:
 
 
 def measure(name: str, sdist: Path, arc_path: Path, lm: CodeModel, flake8_cmd: str) -> dict:
-    lang = spans.load("python")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         with tarfile.open(sdist) as tf:
@@ -160,15 +159,16 @@ def main() -> None:
     wanted = set(args.projects.split(",")) if args.projects else None
     results = []
     print("| project | archive bytes | seeded files | regenerated pieces | chrF | junk pieces | .py ASTs equal | "
-          "flake8 findings orig / recon | same (exact) | same (up to line shifts) |\n|---|---|---|---|---|---|---|---|---|---|")
+          "flake8 findings orig / recon | same (exact) | same (up to line shifts) |\n" + "|---" * 10 + "|")
     for row in manifest:
         arc = args.archives / f"{row['name']}.cseed"
         if (wanted and row["name"] not in wanted) or not arc.exists():
             continue
         r = measure(row["name"], args.eval_dir / "sdist" / row["sdist_filename"], arc, lm, args.flake8)
         results.append(r)
-        print(f"| {r['project']} | {r['archive_bytes']:,} | {r['seeded_files']} | {r['regenerated']} | {r['chrf']:.1f} | "
-              f"{r['junk']} ({100 * r['junk_share']:.1f}%) {r['junk_kinds'] or ''} | {r['ast_equal']}/{r['py_files']} | "
+        print(f"| {r['project']} | {r['archive_bytes']:,} | {r['seeded_files']} | {r['regenerated']} | "
+              f"{r['chrf']:.1f} | {r['junk']} ({100 * r['junk_share']:.1f}%) {r['junk_kinds'] or ''} | "
+              f"{r['ast_equal']}/{r['py_files']} | "
               f"{r['flake8_original']} / {r['flake8_reconstruction']} | {r['flake8_same_exact']} | "
               f"{r['flake8_same_up_to_line_shifts']} |", flush=True)
     for r in results:

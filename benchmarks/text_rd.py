@@ -157,7 +157,7 @@ def main() -> None:
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot([r["rate"] for r in estimated], [r["chrf"] for r in estimated], ":", color="gray",
-                 label=f"estimated from floor {floors[0]}")
+                label=f"estimated from floor {floors[0]}")
         ax.plot([r["rate"] for r in rows], [r["chrf"] for r in rows], "o-", label=f"{args.label}: floors")
         for r in rows:
             ax.annotate(f"{r['floor']:.2f}", (r["rate"], r["chrf"]), textcoords="offset points", xytext=(4, -10),

@@ -8,7 +8,10 @@ For each project of manifest.tsv: unpack its sdist, make its test venv (make_ven
 checks every SHA-256), unpack into a new folder, run run_tests.sh there, and pack `--exact` for
 the size comparison, or take that size from a compare.py JSON of the same tree and code.
 Prints fidelities, sizes and test runs. `--keep DIR` keeps each seeded archive as DIR/NAME.cseed (for
-benchmarks/text_fidelity.py).
+benchmarks/text_fidelity.py). `--lint-baseline` puts flake8 in the test command, as README says for
+projects that are not lint-clean: flake8's findings on the reconstruction (the project's own
+configuration; path, code and message, line numbers left out) must equal the original's.
+`--min-text-similarity F` passes that floor to pack (default: pack's).
 """
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ def main() -> None:
     ap.add_argument("--model", type=Path)
     ap.add_argument("--exact-from", type=Path, help="compare.py --json output holding the exact sizes")
     ap.add_argument("--keep", type=Path, help="folder to keep the seeded archives in (NAME.cseed)")
+    ap.add_argument("--lint-baseline", action="store_true", help="flake8 findings must equal the original's")
+    ap.add_argument("--min-text-similarity", type=float)
     args = ap.parse_args()
     known = {}
     if args.exact_from:
@@ -59,9 +64,15 @@ def main() -> None:
                            capture_output=True)
             root = row["import_root"].rstrip("/") or "."
             cmd = f"PYTHONPATH={root} {venv}/bin/python " + row["test_command"].split(" ", 1)[1]
+            if args.lint_baseline:
+                lint = (f"{sys.executable} -m flake8 . --exit-zero --format='%(path)s %(code)s %(text)s' "
+                        "| LC_ALL=C sort")
+                subprocess.run(f"{lint} > {work}/lint-baseline.txt", shell=True, cwd=src, check=True)
+                cmd = f"{lint} | diff -q - {work}/lint-baseline.txt && {cmd}"
+            floor = {} if args.min_text_similarity is None else {"min_text_similarity": args.min_text_similarity}
             t = time.perf_counter()
             rep = codeseed.pack(src, work / "s.cseed", mode="seeded", model=model, budget=args.budget, test_cmd=cmd,
-                                no_ignore=True, verify=False)
+                                no_ignore=True, verify=False, **floor)
             pack_s = time.perf_counter() - t
             exact_bytes = known.get(src.name) or codeseed.pack(src, work / "e.cseed", mode="exact", model=model,
                                                                no_ignore=True, verify=False).archive_bytes

@@ -289,7 +289,7 @@ class Planner:
         After the call, texts[i] holds the (original, regenerated) free text of the result and
         kept_text[i] why each free-text piece repair kept stayed.
         """
-        lang, data, ps, judge = self.langs[i], self.files[i].data, self.pieces[i], self.judges[i]
+        data, ps, judge = self.files[i].data, self.pieces[i], self.judges[i]
         why_kept: dict[int, str] = {}
         for _ in range(MAX_REPAIR_PASSES):
             seed = build_seed(self.model, data, ps, tuple(kept))
@@ -375,7 +375,7 @@ class Planner:
         done: dict[int, SeededFile] = {}
         task = self.progress.add_task("reconstruct", total=len(budgets)) if self.progress else None
         for i, budget in budgets.items():
-            lang, data, judge = self.langs[i], self.files[i].data, self.judges[i]
+            data, judge = self.files[i].data, self.judges[i]
             while budget < 1.0:
                 kept = self.select(i, budget)
                 seed, recon = self.repair(i, kept, strict)
@@ -421,4 +421,3 @@ def hole_ranges(kept: list[bool]) -> list[tuple[int, int]]:
     if start is not None:
         out.append((start, len(kept)))
     return out
-

@@ -164,7 +164,8 @@ def test_license_header_block_is_pinned_whole(tiny_model):
 
 
 def test_spdx_line_is_pinned_anywhere_and_in_other_languages(tiny_model):
-    js = b"const a = 1;\n\n// SPDX-License-Identifier: MIT\n// eslint-disable-next-line no-console\nconsole.log(a); // prints a\n"
+    js = (b"const a = 1;\n\n// SPDX-License-Identifier: MIT\n// eslint-disable-next-line no-console\n"
+          b"console.log(a); // prints a\n")
     planner = seeded.Planner([SourceFile("a.js", js, False)], tiny_model)
     pins = {text_of(js, p): p.pin for p in planner.pieces[0]}
     assert pins[b"SPDX-License-Identifier: MIT"] == "directive"
