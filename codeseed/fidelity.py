@@ -279,19 +279,23 @@ def _lint_visible(data: bytes, a: int, b: int, width: int | None) -> bool:
 
 # ----------------------------------------------------------------------------------- regenerated text
 
+@lru_cache(maxsize=1)
+def _chrf():
+    from sacrebleu.metrics import CHRF
+    return CHRF()  # chrF: character n-grams up to 6, no word n-grams, beta 2, whitespace ignored
+
+
 def chrf(hypotheses: list[str], references: list[str]) -> float:
     """Corpus chrF (0-100) of regenerated texts against the originals, one pair per piece; 100.0
     when there is nothing to score."""
     if not hypotheses:
         return 100.0
-    from sacrebleu.metrics import CHRF
-    return float(CHRF().corpus_score(hypotheses, [references]).score)
+    return float(_chrf().corpus_score(hypotheses, [references]).score)
 
 
 def text_similarity(regenerated: str, original: str) -> float:
     """Sentence chrF of one regenerated piece against its original, as a fraction (0..1)."""
-    from sacrebleu.metrics import CHRF
-    return float(CHRF().sentence_score(regenerated, [original]).score) / 100.0
+    return float(_chrf().sentence_score(regenerated, [original]).score) / 100.0
 
 
 JUNK_KINDS = ("empty", "quotes", "code")

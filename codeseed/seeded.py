@@ -334,7 +334,7 @@ class Planner:
         """Why `mid`, the regenerated text of free-text piece k after `prefix`, must not stand, or "":
         'parser' (the judge refuses the file: strict, its code view changed; otherwise it does not
         parse), 'directive' (a regenerated directive would instruct tools), a junk kind ('empty',
-        'quotes', 'code') where the original is not, 'width' (a line wider than the widest original
+        'quotes', 'code') where the original is not (and 'empty' for no text at all), 'width' (a line wider than the widest original
         line it replaces), 'floor' (chrF below min_text_similarity)."""
         lang, data, judge = self.langs[i], self.files[i].data, self.judges[i]
         a, b = self.pieces[i][k].start, self.pieces[i][k].end
@@ -346,8 +346,8 @@ class Planner:
         if fidelity.is_directive(lang, f"{marker} {text}" if marker else text):
             return "directive"  # a comment's patterns see its marker
         junk = fidelity.junk_kind(lang, text)
-        if junk and junk != fidelity.junk_kind(lang, original):
-            return junk
+        if junk and (not text.strip() or junk != fidelity.junk_kind(lang, original)):
+            return junk  # nothing at all is never text: a comment's marker would end in a space
         if max(fidelity.line_widths(candidate, len(prefix), len(prefix) + len(mid))) > \
                 max(fidelity.line_widths(data, a, b)):
             return "width"

@@ -245,6 +245,16 @@ def test_text_below_the_floor_stays_in_the_seed(tiny_model, monkeypatch):
     assert b"Volume of a cube." in recon and planner.texts[0] == [("Area of a w by h rectangle.", "Volume of a cube.")]
 
 
+def test_an_empty_regeneration_is_refused_even_for_a_rule_comment(tiny_model):
+    """A comment of dashes is 'empty' junk itself, but regenerating nothing would leave '# ' with a
+    trailing space (W291) where there was text."""
+    data = DOC.encode() + b"x = 1\n# ----------\ny = 2\n"
+    planner, pieces = pieces_of(tiny_model, data)
+    k = next(k for k, p in enumerate(pieces) if text_of(data, p) == b"----------")
+    assert planner.text_refusal(0, k, data[:pieces[k].start], b"", strict=True) == "empty"
+    assert planner.text_refusal(0, k, data[:pieces[k].start], b"=======", strict=True) == ""
+
+
 def test_a_wider_regenerated_line_is_refused(tiny_model):
     data = DOC.encode() + b"x = 1  # short note\n"
     planner, pieces = pieces_of(tiny_model, data)
