@@ -71,6 +71,8 @@ def test_lone_cr_ends_a_python_comment_so_the_text_after_it_is_code(tiny_model, 
     ("BOM inside the file", DOC.encode() + b"x = 1  \xef\xbb\xbf# note\n"),
     ("bad escape in a docstring", DOC.encode() + b"def f():\n    \"\"\"Ret\\urn it.\"\"\"\n"),
     ("Python 2 print statement", DOC.encode() + b"print \"hello\"\n"),
+    ("backslash ending a comment", DOC.encode() + b"def f(limit):\n    # clamp to the \\\nlimit\n    return limit\n"),
+    ("vertical tab in indentation", DOC.encode() + b"def f():\n    x = 1\n  \x0b  return x\n"),
 ])
 def test_tree_sitter_parses_but_cpython_refuses_stored_exact(tiny_model, kind, data):
     assert not spans.has_errors(PY, data), kind  # tree-sitter alone would have seeded it
