@@ -302,20 +302,34 @@ JUNK_KINDS = ("empty", "quotes", "code")
 _QUOTES = re.compile(r"""["']{2,}|^["'](?:[\s:,;)\]}]|$)""")
 _CODE_CHARS = re.compile(r"[()\[\]{}=;]|\w\.\w")
 _PY_NAMES = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"self", "cls"}
-_STATEMENT = re.compile(r"^(import|from|def|class|return|raise|if|for|while|with|try|except|lambda|yield|assert)\b")
+_STATEMENT = re.compile(r"^(import|from|def|class|return|raise|if|elif|else|for|while|with|try|except|finally|"
+                        r"lambda|yield|assert|async|await|del|global|nonlocal|pass|break|continue)\b")
+# Python lines that only parse inside a block: a header needs a body, elif/else/except an opener
+_PY_WRAPS = ("{}", "{}\n    pass", "if 1:\n    pass\n{}\n    pass", "try:\n    pass\n{}\n    pass")
 
 
 def junk_kind(lang: spans.Language, text: str) -> str | None:
     """What a piece of free text is if it is not text: 'empty' (no letter or digit), 'quotes' (a run
-    of quotes, or a leading quote that is not quoting), 'code' (it parses as the file's language and
-    reads as code: brackets, '=', ';', a dotted name, a statement keyword, or a lone keyword or
-    builtin), else None."""
+    of quotes, or a leading quote that is not quoting), 'code' (its first line, or half of its
+    lines, read as code: reads_as_code), else None."""
     t = text.strip()
     if not any(c.isalnum() for c in t):
         return "empty"
     if _QUOTES.search(t):
         return "quotes"
-    code_like = _CODE_CHARS.search(t) or _STATEMENT.match(t) or (lang.name == "python" and t in _PY_NAMES)
-    if code_like and judge_for(lang).parses(t.encode("utf-8")):
-        return "code"
-    return None
+    lines = [x.strip() for x in t.splitlines() if x.strip()]
+    code = [reads_as_code(lang, x) for x in lines]
+    return "code" if code[0] or 2 * sum(code) >= len(code) else None
+
+
+def reads_as_code(lang: spans.Language, line: str) -> bool:
+    """One line of regenerated text reads as code: a lone identifier that is not a capitalised word
+    (`key`, `self`, `isinstance`; but `TODO`, `Deprecated` are words), or a line with brackets,
+    '=', ';', a dotted name, a statement keyword or a keyword or builtin alone that the language's
+    judge parses, as it is or (Python) as the head of a block (`def f(x):`, `elif x:`)."""
+    if line.isidentifier() and not line[:1].isupper():
+        return True
+    if not (_CODE_CHARS.search(line) or _STATEMENT.match(line) or (lang.name == "python" and line in _PY_NAMES)):
+        return False
+    wraps = _PY_WRAPS if lang.name == "python" else ("{}",)
+    return any(judge_for(lang).parses(w.format(line).encode("utf-8")) for w in wraps)

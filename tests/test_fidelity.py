@@ -216,6 +216,10 @@ def test_pinned_pieces_are_kept_at_any_budget(tiny_model):
     ("", "empty"), ("   ", "empty"), ('"', "empty"), ("---", "empty"),
     ('": \'Undefined\'', "quotes"), ("'' the value", "quotes"), ('"""', "empty"),
     ("e.error(msg)", "code"), ("import sys", "code"), ("str", "code"), ("x = 1", "code"), ("None", "code"),
+    ("def __hash__(self):", "code"), ("class Foo(unittest.TestCase):", "code"), ("elif x > 1:", "code"),
+    ("key", "code"), ("e", "code"), ("isinstance", "code"),
+    ("elif self.cache[key] == value:\n        self.cache[key].append(value)\n ", "code"),
+    ("\n    An immutable dictionary.\n\n    Used for hashing.\n", None), ("TODO", None), ("Deprecated", None),
     ("Return the value.", None), ("the standard library", None), ("Returns", None), ("e.g. a list", None),
     ("See `foo` (below).", None), ("if the value is missing, raise", None),
 ])
