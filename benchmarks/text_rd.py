@@ -15,7 +15,10 @@ docstrings' text regenerated) at one budget, for each floor:
 Also a curve estimated from the first floor's run alone (cheap: one pass): keeping each regenerated
 piece whose sentence chrF is under a floor, with the fills after it taken as unchanged.
 --code DIR runs another checkout's codeseed (say, the commit before this change: one point, its
-Planner has no floor). --points adds such runs' JSON to the plot.
+Planner has no floor). --points adds such runs' JSON to the plot; --replot JSON draws the plot of an
+earlier run without computing anything.
+Also the chrF of *unrelated* text, for scale: each original comment or docstring text scored against
+another piece of the same kind picked at random from the same project.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ ap.add_argument("--label", default="this change")
 ap.add_argument("--json", type=Path)
 ap.add_argument("--plot", type=Path)
 ap.add_argument("--points", help="comma list of JSON outputs of other runs to plot as points")
+ap.add_argument("--replot", type=Path, help="plot this earlier run's JSON instead of measuring")
 args = ap.parse_args()
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(args.code.resolve() if args.code else HERE.parent))
@@ -91,7 +95,63 @@ def measure_file(i: int, floors: list[float], budget: float) -> dict:
     return out
 
 
+def unrelated_level(files) -> dict:
+    """Sentence chrF of each original free-text piece against a random other piece of the same kind
+    from the same project (seeded by file order): what text with no relation to the original scores."""
+    import random
+
+    import numpy as np
+    rng = random.Random(0)
+    lang = spans.load("python")
+    texts: dict[str, list[tuple[str, str]]] = {k: [] for k in spans.FREE_TEXT}
+    for f in files:
+        if seeded.seedable(f):
+            for p in spans.segments(f.data, spans.extract(lang, f.data), lang.line_comment):
+                if p.kind in spans.FREE_TEXT:
+                    texts[p.kind].append((f.path.split("/")[0], f.data[p.start:p.end].decode("utf-8")))
+    out = {}
+    for kind, items in texts.items():
+        sims = np.array([metrics.text_similarity(rng.choice([o for pj, o in items if pj == proj and o != t]), t)
+                         for proj, t in items])
+        out[kind] = {"pieces": len(sims), "mean": float(sims.mean()),
+                     **{f"p{q}": float(np.percentile(sims, q)) for q in (50, 75, 90)}}
+    return out
+
+
+def plot(result: dict, path: Path, points: list[dict]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows, estimated = result["rows"], result["estimated"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.plot([r["rate"] for r in estimated], [r["chrf"] for r in estimated], ":", color="gray",
+            label="estimated from floor 0 (fills after a kept piece unchanged)")
+    ax.plot([r["rate"] for r in rows], [r["chrf"] for r in rows], "o-", label=f"{result['label']}: floors")
+    for r in rows:
+        note = f"{r['floor']:.2f}" + ("" if r["regenerated"] else " (nothing regenerated)")
+        ax.annotate(note, (r["rate"], r["chrf"]), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    for other in points:
+        for r in other["rows"]:
+            junk = 100 * r["junk"] / max(1, r["regenerated"])
+            ax.plot([r["rate"]], [r["chrf"]], "s", label=f"{other['label']} (junk {junk:.0f}% of regenerated)")
+    for kind, lvl in result.get("unrelated", {}).items():
+        ax.axhline(100 * lvl["p50"], linestyle="--", linewidth=0.8, color="C3" if kind == "comment_text" else "C4",
+                   label=f"unrelated {kind.split('_')[0]}s of the same project (median)")
+    ax.set_xlabel(f"rate (fraction of exact LM bits), budget {result['budget']}, strict seeds")
+    ax.set_ylabel("chrF of regenerated comments and docstrings")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
+    points = [json.loads(Path(p).read_text()) for p in (args.points.split(",") if args.points else [])]
+    if args.replot:  # the unrelated-text level is cheap: computed here if the run did not record it
+        result = json.loads(args.replot.read_text())
+        result.setdefault("unrelated", unrelated_level(load_files(args.sdists)))
+        plot(result, args.plot, points)
+        return
     files = load_files(args.sdists)
     floors = [float(x) for x in args.floors.split(",")]
     idx = [i for i, f in enumerate(files) if seeded.seedable(f)]
@@ -119,7 +179,7 @@ def main() -> None:
         rows.append({"floor": floor, "rate": sum(c["bits"] for c in cells) / total,
                      "chrf": metrics.chrf([r for _, r in pairs], [o for o, _ in pairs]), "regenerated": len(pairs),
                      "junk": sum(c["junk"] for c in cells), "seeded_files": sum(c["seeded"] for c in cells),
-                     "kept_text": kept,
+                     "kept_text": kept, "pairs": pairs,
                      "piece_chrf": sorted(metrics.text_similarity(r, o) for o, r in pairs)})
     estimated = []
     for f in (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6):
@@ -148,28 +208,15 @@ def main() -> None:
     for r in estimated:
         print(f"| {r['floor']:.2f} | {r['rate']:.4f} | {r['chrf']:.1f} | {r['regenerated']} | {r['junk']} |")
     result = {"label": args.label, "budget": args.budget, "files": len(idx), "rows": rows, "estimated": estimated,
-              "seconds": time.perf_counter() - t0, "code": str(args.code or "")}
+              "seconds": time.perf_counter() - t0, "code": str(args.code or ""), "unrelated": unrelated_level(files)}
+    for kind, lvl in result["unrelated"].items():
+        print(f"unrelated {kind}: chrF of a random other piece of the same project: mean {100 * lvl['mean']:.1f}, "
+              f"median {100 * lvl['p50']:.1f}, p75 {100 * lvl['p75']:.1f}, p90 {100 * lvl['p90']:.1f} "
+              f"({lvl['pieces']} pieces)")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot([r["rate"] for r in estimated], [r["chrf"] for r in estimated], ":", color="gray",
-                label=f"estimated from floor {floors[0]}")
-        ax.plot([r["rate"] for r in rows], [r["chrf"] for r in rows], "o-", label=f"{args.label}: floors")
-        for r in rows:
-            ax.annotate(f"{r['floor']:.2f}", (r["rate"], r["chrf"]), textcoords="offset points", xytext=(4, -10),
-                        fontsize=8)
-        for path in (args.points.split(",") if args.points else []):
-            other = json.loads(Path(path).read_text())
-            ax.plot([r["rate"] for r in other["rows"]], [r["chrf"] for r in other["rows"]], "s", label=other["label"])
-        ax.set_xlabel(f"rate (fraction of exact LM bits), budget {args.budget}, strict seeds")
-        ax.set_ylabel("chrF of regenerated comments and docstrings")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
+        plot(result, args.plot, points)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def entry_for(f: SourceFile, codec: str, fidelity: str = "exact", meta: dict | N
 MODES = ("seeded", "exact", "classical")
 DEFAULT_BUDGET = 0.6
 DEFAULT_MIN_SIMILARITY = 0.7
-DEFAULT_MIN_TEXT_SIMILARITY = 0.0
+DEFAULT_MIN_TEXT_SIMILARITY = 0.15  # about the chrF of an unrelated comment of the same project (RESULTS.md, issue 16)
 
 
 def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str | Path | CodeModel | None = None,
