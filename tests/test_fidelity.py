@@ -15,8 +15,8 @@ from codeseed import assess, fidelity, seeded, spans
 from codeseed.walk import SourceFile
 
 PY = spans.load("python")
-DOC = ('"""Stock limits for the warehouse: how many units of an item may be ordered at once, and what\n'
-       'happens when an order asks for more than the limit allows."""\n\n\n')
+DOC = ('"""Stock limits for the warehouse: how many units of an item may be ordered\n'
+       'at once, and what happens when an order asks for more than the limit allows."""\n\n\n')
 
 
 def pieces_of(tiny_model, data: bytes, path: str = "m.py") -> tuple[seeded.Planner, list[assess.Piece]]:
@@ -40,6 +40,7 @@ def pack_unpack(tmp_path, tiny_model, files: dict[str, bytes], **kw):
     src.mkdir()
     for name, data in files.items():
         (src / name).write_bytes(data)
+    kw = {"min_text_similarity": 0.0} | kw  # prose_fills' sentence is far from any original
     report = codeseed.pack(src, tmp_path / "a.cseed", model=tiny_model, budget=0.3, min_similarity=0.0, **kw)
     codeseed.unpack(tmp_path / "a.cseed", out, model=tiny_model)
     return report, out
@@ -53,7 +54,7 @@ LONE_CR = DOC.encode() + (b"def pick():\n"
                           b"    return limit\n")
 
 
-def test_lone_cr_ends_a_python_comment_so_the_text_after_it_is_code(tiny_model, tmp_path):
+def test_lone_cr_ends_a_python_comment_so_the_text_after_it_is_code(tiny_model, tmp_path, prose_fills):
     """The issue's case: tree-sitter reads `old default<CR>    limit = 7` as one comment, CPython
     ends the comment at the CR and runs `limit = 7`. The piece is code, pinned; after pack and
     unpack the function still returns 7."""
@@ -62,6 +63,7 @@ def test_lone_cr_ends_a_python_comment_so_the_text_after_it_is_code(tiny_model, 
     assert hidden.kind == "code" and hidden.pin == "parser"
     report, out = pack_unpack(tmp_path, tiny_model, {"limits.py": LONE_CR})
     assert run_pick(tmp_path / "src") == 7 and run_pick(out) == 7
+    assert report.files[0].fidelity != "exact"  # seeded: its docstrings and the other comment regenerated
     assert b"limit = 3  # old default\r    limit = 7\n" in (out / "limits.py").read_bytes()
 
 
@@ -145,7 +147,7 @@ def test_directive_comments_are_pinned(tiny_model):
     assert text[b"a module we need for paths"].pin == ""  # prose stays free text
 
 
-def test_directives_survive_pack_and_unpack_with_every_free_text_piece_dropped(tiny_model, tmp_path):
+def test_directives_survive_pack_and_unpack_with_every_free_text_piece_dropped(tiny_model, tmp_path, prose_fills):
     report, out = pack_unpack(tmp_path, tiny_model, {"d.py": DIRECTIVES})
     got = (out / "d.py").read_bytes()
     for line in DIRECTIVES.splitlines():
@@ -306,13 +308,13 @@ def _code(src: bytes) -> str:
     return ast.dump(tree)
 
 
-def test_strict_pack_keeps_cpython_ast_and_records_the_judge(tiny_model, tmp_path):
+def test_strict_pack_keeps_cpython_ast_and_records_the_judge(tiny_model, tmp_path, prose_fills):
     src_files = {"limits.py": LONE_CR, "d.py": DIRECTIVES}
     report, out = pack_unpack(tmp_path, tiny_model, src_files)
     for name, data in src_files.items():
         assert _code((out / name).read_bytes()) == _code(data), name
     seeded_files = [f for f in report.files if f.fidelity != "exact"]
-    assert all(f.judge.startswith("cpython 3.") for f in seeded_files)
+    assert seeded_files and all(f.judge.startswith("cpython 3.") for f in seeded_files)
     with codeseed.archive.Archive(tmp_path / "a.cseed") as arc:
         metas = {e.path: e.meta for e in arc.entries}
     for f in seeded_files:
