@@ -304,19 +304,24 @@ _CODE_CHARS = re.compile(r"[()\[\]{}=;]|\w\.\w")
 _PY_NAMES = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"self", "cls"}
 _STATEMENT = re.compile(r"^(import|from|def|class|return|raise|if|elif|else|for|while|with|try|except|finally|"
                         r"lambda|yield|assert|async|await|del|global|nonlocal|pass|break|continue)\b")
-# Python lines that only parse inside a block: a header needs a body, elif/else/except an opener
-_PY_WRAPS = ("{}", "{}\n    pass", "if 1:\n    pass\n{}\n    pass", "try:\n    pass\n{}\n    pass")
+# Python lines that only parse inside a block: a header needs a body (and may lack its colon),
+# elif/else/except an opener
+_PY_WRAPS = ("{}", "{}\n    pass", "{}:\n    pass", "if 1:\n    pass\n{}\n    pass", "try:\n    pass\n{}\n    pass")
+_NUMBER = re.compile(r"^[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 def junk_kind(lang: spans.Language, text: str) -> str | None:
     """What a piece of free text is if it is not text: 'empty' (no letter or digit), 'quotes' (a run
-    of quotes, or a leading quote that is not quoting), 'code' (its first line, or half of its
-    lines, read as code: reads_as_code), else None."""
+    of quotes, a leading quote that is not quoting, one left open, or a lone quoted string), 'code'
+    (a comment marker, or its first line or half of its lines read as code: reads_as_code), else
+    None."""
     t = text.strip()
     if not any(c.isalnum() for c in t):
         return "empty"
-    if _QUOTES.search(t):
-        return "quotes"
+    if _QUOTES.search(t) or (t[0] in "\"'" and (t.count(t[0]) % 2 or t[-1] == t[0])):
+        return "quotes"  # a run of quotes, a quote left open, or one quoted string and nothing else
+    if lang.line_comment and t.startswith(lang.line_comment):
+        return "code"  # a comment's marker inside a comment's text
     lines = [x.strip() for x in t.splitlines() if x.strip()]
     code = [reads_as_code(lang, x) for x in lines]
     return "code" if code[0] or 2 * sum(code) >= len(code) else None
@@ -324,10 +329,10 @@ def junk_kind(lang: spans.Language, text: str) -> str | None:
 
 def reads_as_code(lang: spans.Language, line: str) -> bool:
     """One line of regenerated text reads as code: a lone identifier that is not a capitalised word
-    (`key`, `self`, `isinstance`; but `TODO`, `Deprecated` are words), or a line with brackets,
+    (`key`, `self`, `isinstance`; but `TODO`, `Deprecated` are words), a lone number, or a line with brackets,
     '=', ';', a dotted name, a statement keyword or a keyword or builtin alone that the language's
     judge parses, as it is or (Python) as the head of a block (`def f(x):`, `elif x:`)."""
-    if line.isidentifier() and not line[:1].isupper():
+    if (line.isidentifier() and not line[:1].isupper()) or _NUMBER.match(line):
         return True
     if not (_CODE_CHARS.search(line) or _STATEMENT.match(line) or (lang.name == "python" and line in _PY_NAMES)):
         return False
