@@ -123,17 +123,26 @@ def plot(result: dict, path: Path, points: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows, estimated = result["rows"], result["estimated"]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot([r["rate"] for r in estimated], [r["chrf"] for r in estimated], ":", color="gray",
             label="estimated from floor 0 (fills after a kept piece unchanged)")
     ax.plot([r["rate"] for r in rows], [r["chrf"] for r in rows], "o-", label=f"{result['label']}: floors")
+    seen = set()
     for r in rows:
-        note = f"{r['floor']:.2f}" + ("" if r["regenerated"] else " (nothing regenerated)")
+        if (r["rate"], r["chrf"]) in seen:
+            continue
+        seen.add((r["rate"], r["chrf"]))
+        same = [f"{x['floor']:.2f}" for x in rows if (x["rate"], x["chrf"]) == (r["rate"], r["chrf"])]
+        note = ", ".join(same) + ("" if r["regenerated"] else " (nothing regenerated)")
         ax.annotate(note, (r["rate"], r["chrf"]), textcoords="offset points", xytext=(4, -10), fontsize=8)
-    for other in points:
+    for k, other in enumerate(points):
         for r in other["rows"]:
             junk = 100 * r["junk"] / max(1, r["regenerated"])
-            ax.plot([r["rate"]], [r["chrf"]], "s", label=f"{other['label']} (junk {junk:.0f}% of regenerated)")
+            ax.plot([r["rate"]], [r["chrf"]], "s", color=f"C{k + 1}",
+                    label=f"{other['label']} (junk {junk:.0f}% of regenerated)")
+        est = [e for e in other.get("estimated", []) if e["regenerated"]]
+        ax.plot([e["rate"] for e in est], [e["chrf"] for e in est], ":", color=f"C{k + 1}",
+                label=f"{other['label']}, a floor applied to its fills (estimated)")
     for kind, lvl in result.get("unrelated", {}).items():
         ax.axhline(100 * lvl["p50"], linestyle="--", linewidth=0.8, color="C3" if kind == "comment_text" else "C4",
                    label=f"unrelated {kind.split('_')[0]}s of the same project (median)")
