@@ -118,6 +118,13 @@ def unrelated_level(files) -> dict:
     return out
 
 
+def print_unrelated(unrelated: dict) -> None:
+    for kind, lvl in unrelated.items():
+        print(f"unrelated {kind}: chrF of a random other piece of the same project: mean {100 * lvl['mean']:.1f}, "
+              f"median {100 * lvl['p50']:.1f}, p75 {100 * lvl['p75']:.1f}, p90 {100 * lvl['p90']:.1f} "
+              f"({lvl['pieces']} pieces)")
+
+
 def plot(result: dict, path: Path, points: list[dict]) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -159,6 +166,7 @@ def main() -> None:
     if args.replot:  # the unrelated-text level is cheap: computed here if the run did not record it
         result = json.loads(args.replot.read_text())
         result.setdefault("unrelated", unrelated_level(load_files(args.sdists)))
+        print_unrelated(result["unrelated"])
         plot(result, args.plot, points)
         return
     files = load_files(args.sdists)
@@ -218,10 +226,7 @@ def main() -> None:
         print(f"| {r['floor']:.2f} | {r['rate']:.4f} | {r['chrf']:.1f} | {r['regenerated']} | {r['junk']} |")
     result = {"label": args.label, "budget": args.budget, "files": len(idx), "rows": rows, "estimated": estimated,
               "seconds": time.perf_counter() - t0, "code": str(args.code or ""), "unrelated": unrelated_level(files)}
-    for kind, lvl in result["unrelated"].items():
-        print(f"unrelated {kind}: chrF of a random other piece of the same project: mean {100 * lvl['mean']:.1f}, "
-              f"median {100 * lvl['p50']:.1f}, p75 {100 * lvl['p75']:.1f}, p90 {100 * lvl['p90']:.1f} "
-              f"({lvl['pieces']} pieces)")
+    print_unrelated(result["unrelated"])
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if args.plot:
