@@ -18,12 +18,13 @@ install: $(STAMP)
 
 demo: install
 	@rm -rf demo-out && mkdir -p demo-out
-	# seeded (the default), verified by the example's own tests; then unpacked and tested again
+	# seeded (the default), verified by the example's own checks: its linter (flake8, with the
+	# project's .flake8) and its tests; then unpacked and checked again
 	$(VENV)/bin/codeseed pack fixtures/sample-py -o demo-out/sample.cseed \
-	    --test-cmd "$(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider tests"
+	    --test-cmd "$(CURDIR)/$(PY) -m flake8 && $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider tests"
 	$(VENV)/bin/codeseed info demo-out/sample.cseed
 	$(VENV)/bin/codeseed unpack demo-out/sample.cseed -o demo-out/unpacked
-	cd demo-out/unpacked && $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider tests
+	cd demo-out/unpacked && $(CURDIR)/$(PY) -m flake8 && $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider tests
 	# lossless: byte for byte
 	$(VENV)/bin/codeseed pack fixtures/sample-py -o demo-out/sample-exact.cseed --exact
 	$(VENV)/bin/codeseed unpack demo-out/sample-exact.cseed -o demo-out/exact

@@ -1,18 +1,23 @@
 """Verified seeded packing on real projects: pack with the project's own tests, unpack, test again.
 
     python benchmarks/verified.py ../shared/eval-public [--projects tinydb] [--budget 0.6]
-        [--exact-from benchmarks/results/compare_tree.json]
+        [--exact-from benchmarks/results/compare_tree.json] [--keep DIR]
 
 For each project of manifest.tsv: unpack its sdist, make its test venv (make_venv.sh), pack
 `--seeded --test-cmd <recorded command>` (without pack's own decode check: the unpack that follows
 checks every SHA-256), unpack into a new folder, run run_tests.sh there, and pack `--exact` for
 the size comparison, or take that size from a compare.py JSON of the same tree and code.
-Prints fidelities, sizes and test runs.
+Prints fidelities, sizes and test runs. `--keep DIR` keeps each seeded archive as DIR/NAME.cseed (for
+benchmarks/text_fidelity.py). `--lint-baseline` puts flake8 in the test command, as README says for
+projects that are not lint-clean: flake8's findings on the reconstruction (the project's own
+configuration; path, code and message, line numbers left out) must equal the original's.
+`--min-text-similarity F` passes that floor to pack (default: pack's).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -32,6 +37,9 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=0.6)
     ap.add_argument("--model", type=Path)
     ap.add_argument("--exact-from", type=Path, help="compare.py --json output holding the exact sizes")
+    ap.add_argument("--keep", type=Path, help="folder to keep the seeded archives in (NAME.cseed)")
+    ap.add_argument("--lint-baseline", action="store_true", help="flake8 findings must equal the original's")
+    ap.add_argument("--min-text-similarity", type=float)
     args = ap.parse_args()
     known = {}
     if args.exact_from:
@@ -56,12 +64,21 @@ def main() -> None:
                            capture_output=True)
             root = row["import_root"].rstrip("/") or "."
             cmd = f"PYTHONPATH={root} {venv}/bin/python " + row["test_command"].split(" ", 1)[1]
+            if args.lint_baseline:
+                lint = (f"{sys.executable} -m flake8 . --exit-zero --format='%(path)s %(code)s %(text)s' "
+                        "| LC_ALL=C sort")
+                subprocess.run(f"{lint} > {work}/lint-baseline.txt", shell=True, cwd=src, check=True)
+                cmd = f"{lint} | diff -q - {work}/lint-baseline.txt && {cmd}"
+            floor = {} if args.min_text_similarity is None else {"min_text_similarity": args.min_text_similarity}
             t = time.perf_counter()
             rep = codeseed.pack(src, work / "s.cseed", mode="seeded", model=model, budget=args.budget, test_cmd=cmd,
-                                no_ignore=True, verify=False)
+                                no_ignore=True, verify=False, **floor)
             pack_s = time.perf_counter() - t
             exact_bytes = known.get(src.name) or codeseed.pack(src, work / "e.cseed", mode="exact", model=model,
                                                                no_ignore=True, verify=False).archive_bytes
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(work / "s.cseed", args.keep / f"{row['name']}.cseed")
             out = work / row["sdist_filename"].removesuffix(".tar.gz")
             codeseed.unpack(work / "s.cseed", out, model=model)
             r = subprocess.run(["bash", str(args.eval_dir / "run_tests.sh"), str(out), str(venv)],

@@ -10,6 +10,10 @@ same surprise matters more where programs break: imports, signatures and names t
 (tests, callers) depend on, control flow; comments and docstrings matter least, except docstrings
 holding doctests, which are tests. Whitespace-only pieces (line breaks, indentation) get a high
 weight: they cost almost nothing to keep, and the model's fills of them broke the layout.
+
+Some pieces are pinned: the selector always keeps them (`pin` says why). Directive and legal
+comments, and free text linters already report on (fidelity.protected); free text the language's
+own parser reads as code ('parser', fidelity.disagreements), which also becomes kind 'code'.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codeseed import spans
+from codeseed import fidelity, spans
 
 KIND_WEIGHT = {"import": 3.0, "signature": 2.5, "name": 3.0, "control": 1.5, "string": 1.2, "code": 1.0,
                "body": 1.0, "comment": 0.2, "comment_text": 0.2, "docstring": 0.3, "docstring_text": 0.3}
@@ -34,6 +38,7 @@ class Piece:
     end: int
     bits: float
     value: float
+    pin: str = ""  # why the selector must keep it ("" when it need not)
 
 
 def byte_bits(model, data: bytes) -> np.ndarray:
@@ -54,14 +59,19 @@ def names_elsewhere(files: dict[str, bytes]) -> dict[str, set[bytes]]:
 
 
 def assess(model, lang: spans.Language, data: bytes, shared_names: set[bytes] = frozenset()) -> list[Piece]:
-    pieces = spans.segments(data, spans.extract(lang, data), lang.line_comment)
+    """The file's pieces (spans.segments) with their bits, MP and pins; data must parse cleanly."""
+    found = spans.extract(lang, data)
+    pieces = spans.segments(data, found, lang.line_comment)
+    pins = fidelity.protected(lang, data, found, pieces)
+    for k in fidelity.disagreements(fidelity.judge_for(lang), data, pieces):
+        pins[k] = "parser"
     bits = byte_bits(model, data)
     out = []
-    for p in pieces:
+    for k, p in enumerate(pieces):
         b = float(bits[p.start:p.end].sum())
-        w = KIND_WEIGHT[p.kind]
+        kind = "code" if pins.get(k) == "parser" else p.kind
+        w = KIND_WEIGHT[kind]
         text = data[p.start:p.end]
-        kind = p.kind
         if kind in ("docstring", "docstring_text") and b">>>" in text:
             w = DOCTEST_WEIGHT
             kind = "docstring"  # doctests are tests: never free text that a fill may rewrite
@@ -69,5 +79,5 @@ def assess(model, lang: spans.Language, data: bytes, shared_names: set[bytes] = 
             w *= 2
         if not text.strip():
             w = LAYOUT_WEIGHT
-        out.append(Piece(kind, p.start, p.end, b, b * w))
+        out.append(Piece(kind, p.start, p.end, b, b * w, pins.get(k, "")))
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import codeseed
 from codeseed.errors import CodeseedError, InputError
-from codeseed.packing import DEFAULT_BUDGET, DEFAULT_MIN_SIMILARITY
+from codeseed.packing import DEFAULT_BUDGET, DEFAULT_MIN_SIMILARITY, DEFAULT_MIN_TEXT_SIMILARITY
 
 
 def display(name: str) -> str:
@@ -70,7 +70,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.test_cmd and mode != "seeded":
         raise CodeseedError("--test-cmd checks seeded reconstructions: use it with --seeded")
     report = codeseed.pack(args.src, args.output, mode=mode, model=args.model, budget=args.budget,
-                           min_similarity=args.min_similarity, test_cmd=args.test_cmd, test_timeout=args.test_timeout,
+                           min_similarity=args.min_similarity, min_text_similarity=args.min_text_similarity,
+                           test_cmd=args.test_cmd, test_timeout=args.test_timeout,
                            lossy_code=args.lossy_code,
                            allow_failing_tests=args.allow_failing_tests, verify=args.verify,
                            no_ignore=args.no_ignore, ignore_unreadable=args.ignore_unreadable, force=args.force,
@@ -78,7 +79,9 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"archive": str(report.archive), "archive_bytes": report.archive_bytes,
                           "raw_bytes": report.raw_bytes, "test_runs": report.test_runs,
-                          **({"xz_bytes": report.xz_bytes, "exact_estimate_bytes": round(report.exact_estimate)}
+                          **({"xz_bytes": report.xz_bytes, "exact_estimate_bytes": round(report.exact_estimate),
+                              "text_chrf": report.text_chrf, "regenerated_texts": len(report.texts),
+                              "kept_text": report.kept_text}
                              if report.xz_bytes is not None else {}),
                           "files": [f.__dict__ for f in report.files],
                           "left_out": [x.__dict__ for x in report.left_out],
@@ -113,15 +116,20 @@ def _pack_table(report) -> None:
     from rich.table import Table
     from rich.text import Text
     table = Table(title="seeded pack", title_justify="left")
-    for col in ("path", "fidelity", "budget", "bytes", "stored"):
+    for col in ("path", "fidelity", "budget", "text chrF", "bytes", "stored"):
         table.add_column(col, justify="left" if col in ("path", "fidelity") else "right")
     counts: dict[str, int] = {}
     for f in report.files:
         counts[f.fidelity] = counts.get(f.fidelity, 0) + 1
-        table.add_row(Text(display(f.path)), f.fidelity, "" if f.budget is None else f"{f.budget:.2f}", str(f.size),
-                      str(f.stored_bytes))
+        table.add_row(Text(display(f.path)), f.fidelity + (f" ({f.note})" if f.note else ""),
+                      "" if f.budget is None else f"{f.budget:.2f}",
+                      "" if f.text_chrf is None else f"{f.text_chrf:.1f}", str(f.size), str(f.stored_bytes))
     Console(stderr=True).print(table)
     print("fidelity: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=sys.stderr)
+    if report.texts:
+        kept = ", ".join(f"{k} {v}" for k, v in sorted(report.kept_text.items()))
+        print(f"regenerated text: {len(report.texts)} comments and docstrings, chrF {report.text_chrf:.1f} "
+              f"against the originals" + (f"; kept as written: {kept}" if kept else ""), file=sys.stderr)
     est, xz = report.exact_estimate, report.xz_bytes
     print(f"archive {report.archive_bytes:,} bytes = {report.archive_bytes / est:.3f}x exact mode (~{est:,.0f}, "
           f"estimated: this archive plus the model's bits of the dropped text) = "
@@ -167,7 +175,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         name = display(e.path) + (" -> (link)" if e.is_symlink else "") + (" *" if e.executable else "")
         fid = e.fidelity
         if "budget" in e.meta and "similarity" in e.meta:
-            fid += f" (budget {e.meta['budget']:.2f}, AST sim {e.meta['similarity']:.2f})"
+            fid += f" (budget {e.meta['budget']:.2f}, AST sim {e.meta['similarity']:.2f}"
+            fid += f", {e.meta['judge']}" if "judge" in e.meta else ""
+            fid += f", text chrF {e.meta['chrf']:.1f})" if "chrf" in e.meta else ")"
         solid = e.fidelity == "exact" and e.decoded_size() > e.size
         table.add_row(Text(name), str(e.size), str(e.stored_share()), Text(display(e.codec) + (" solid" if solid else "")),
                       fid, Text(display(placement(e))))
@@ -301,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"seeded mode: seed size as a fraction of the exact size (default {DEFAULT_BUDGET})")
     sp.add_argument("--min-similarity", type=float, default=DEFAULT_MIN_SIMILARITY,
                     help=f"seeded mode: least AST similarity of a reconstruction (default {DEFAULT_MIN_SIMILARITY})")
+    sp.add_argument("--min-text-similarity", type=float, default=DEFAULT_MIN_TEXT_SIMILARITY,
+                    help="seeded mode: least chrF / 100 of a regenerated comment or docstring against the "
+                         f"original; text below it is kept as written (default {DEFAULT_MIN_TEXT_SIMILARITY})")
     sp.add_argument("--lossy-code", action="store_true",
                     help="seeded mode: also let code come back different where it still parses and reaches "
                          "--min-similarity (default: only comments, docstrings and code the model regenerates "

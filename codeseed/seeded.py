@@ -8,19 +8,23 @@ greedy, each capped at its hint (so it never depends on the model stopping), one
 A hole that is exactly one free-text piece (a comment's or docstring's text) has a stop rule that
 cuts its fill so that it cannot leave the comment or string: such holes always parse.
 
-Pack runs the same reconstruction, so it knows the result: a hole whose fill breaks parsing is
-kept instead (Planner.repair), and a file whose reconstruction still does not parse, or falls
-below the similarity floor, is selected again with a larger budget (+BUDGET_STEP), up to exact. The
-archive records, per file, the budget, the SHA-256 of the reconstruction and its AST similarity.
+Pack runs the same reconstruction, so it knows the result: a hole whose fill the file's judge
+refuses (fidelity.py: CPython for Python, tree-sitter for the rest) is kept instead
+(Planner.repair), and so is free text whose regeneration is junk, a directive, wider than the lines
+it replaces, or below the text-similarity floor (chrF). A file whose reconstruction still fails,
+or falls below the similarity floor, is selected again with a larger budget (+BUDGET_STEP), up to
+exact. The archive records, per file, the budget, the SHA-256 of the reconstruction, its AST
+similarity, the judge that checked it and the chrF of its regenerated text.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 from rapidfuzz.distance import Levenshtein
 
-from codeseed import assess, select, spans
+from codeseed import assess, fidelity, select, spans
 from codeseed.candidates import model_candidate
 from codeseed.engine import pinned_threads
 from codeseed.model import NO_REPEAT
@@ -35,22 +39,57 @@ SEED_OVERHEAD_BITS = 384.0  # a seeded entry's extra index meta (hints, budget, 
 
 
 # Stop rules of free-text holes (a comment's text, a docstring's text): the fill is cut at the first
-# stop string, so it cannot end the comment or the string early and any fill parses.
+# stop string, so it cannot end the comment or the string early and any fill parses. An upper-case
+# rule also tidies the text (tidy()); archives written before tidying have lower-case rules, and
+# their fills are cut as they were.
 STOPS = {".": (), "n": ("\n", "\r"), "d": ('"""',), "s": ("'''",), "q": ('"', "\n", "\r"), "a": ("'", "\n", "\r")}
+RULES = set(STOPS) | {r.upper() for r in STOPS if r != "."}
 QUOTE_RULES = {'"""': "d", "'''": "s", '"': "q", "'": "a"}  # longest first
+NEWLINES = re.compile(r"\r\n|\r|\n")
+# control characters (tab and line breaks aside) and Unicode line separators: tools disagree on
+# whether they end a line, so regenerated text never holds them
+CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x85\u2028\u2029]")
 
 
-def cut_fill(text: str, rule: str) -> str:
+def cut_fill(text: str, rule: str, prefix: bytes = b"") -> str:
+    """A free-text hole's fill cut by its stop rule; `prefix` (the file before the hole) gives a
+    tidy rule its indentation and line breaks."""
+    tidy_it, rule = rule.isupper(), rule.lower()
     stops = STOPS[rule]
     for s in stops:
         at = text.find(s)
         if at >= 0:
             text = text[:at]
+    if tidy_it:
+        return tidy(text, rule, prefix)
     if rule in ("d", "s", "q", "a"):
         # inside a string: a backslash could escape the closing quote or start a bad escape, and a
         # quote at the end would run into the closing one
         text = text.replace("\\", "").rstrip(stops[0][0])
     return text
+
+
+def tidy(text: str, rule: str, prefix: bytes) -> str:
+    """Regenerated text, whitespace-clean: no control characters, no trailing whitespace, no
+    backslash (a comment's would splice the next line in C; a string's could escape the quote), the
+    file's line breaks, and a docstring's lines at the docstring's indentation (their relative
+    indentation kept). A string's text never ends in its quote character."""
+    if rule == "n":
+        return CONTROL.sub("", text).strip().rstrip("\\ \t")
+    lines = [CONTROL.sub("", line).rstrip() for line in NEWLINES.split(text.replace("\\", ""))]
+    last_line = prefix[max(prefix.rfind(b"\n"), prefix.rfind(b"\r")) + 1:].decode("utf-8", "replace")
+    indent = last_line[:len(last_line) - len(last_line.lstrip(" \t"))]
+    at = prefix.rfind(b"\n")
+    newline = "\r\n" if at > 0 and prefix[at - 1:at] == b"\r" else "\n"
+    lines[0] = lines[0].lstrip()
+    body = lines[1:] if "\t" in indent else [x.expandtabs(8) for x in lines[1:]]  # tabs only where the file has them
+    margin = min((len(x) - len(x.lstrip()) for x in body if x), default=0)
+    body = [indent + x[margin:] if x else "" for x in body]
+    lines = lines[:1] + body
+    lines[-1] = lines[-1].rstrip(STOPS[rule][0][0] + " \t")
+    if len(lines) > 1 and not lines[-1]:
+        lines[-1] = indent  # the closing quotes on a line of their own, at the docstring's indentation
+    return newline.join(lines)
 
 
 @dataclass
@@ -68,7 +107,7 @@ class Seed:
     @classmethod
     def parse(cls, text: bytes, hints: list[int], stops: str = "") -> Seed:
         kept = text.split(HOLE)
-        if len(kept) != len(hints) + 1 or (stops and len(stops) != len(hints)) or set(stops) - set(STOPS):
+        if len(kept) != len(hints) + 1 or (stops and len(stops) != len(hints)) or set(stops) - RULES:
             raise ValueError("seed does not match its hole hints")
         return cls(kept, hints, stops)
 
@@ -81,28 +120,28 @@ class SeededFile:
     similarity: float
     saved_bits: float = 0.0  # LM bits of the dropped text less the holes' cost: what seeding saves
     strict: bool = False     # only comments and docstrings may differ from the original
+    judge: str = ""          # the parser that checked the reconstruction (fidelity.Judge.name)
+    texts: list[tuple[str, str]] = field(default_factory=list)  # (original, regenerated) free text
+    kept_text: dict[str, int] = field(default_factory=dict)     # free-text pieces repair kept, by why
+
+    @property
+    def text_chrf(self) -> float | None:
+        """chrF (0-100) of the regenerated free text against the original; None when there is none."""
+        return fidelity.chrf([r for _, r in self.texts], [o for o, _ in self.texts]) if self.texts else None
 
     def meta(self) -> dict:
         # the reconstruction's SHA-256 is the entry's sha256 field (what unpack writes and checks)
         meta = {"holes": self.seed.hints, "budget": round(self.budget, 2), "similarity": round(self.similarity, 3)}
-        return meta | ({"stops": self.seed.stops} if self.seed.stops else {})
-
-
-def node_types(lang: spans.Language, data: bytes) -> list[str]:
-    """Preorder named node types, comments left out: the normalized tree the similarity compares."""
-    out, stack = [], [spans.parse(lang, data).root_node]
-    while stack:
-        n = stack.pop()
-        if n.is_named and "comment" not in n.type:
-            out.append(n.type)
-        stack.extend(reversed(n.children))
-    return out
+        meta |= {"stops": self.seed.stops} if self.seed.stops else {}
+        meta |= {"judge": self.judge} if self.judge else {}
+        return meta | ({"chrf": round(self.text_chrf, 1)} if self.texts else {})
 
 
 def ast_similarity(lang: spans.Language, a: bytes, b: bytes) -> float:
-    """1 - normalized Levenshtein distance between preorder node-type sequences (a cheap lower bound
-    on tree edit distance; comments and formatting do not count)."""
-    return Levenshtein.normalized_similarity(node_types(lang, a), node_types(lang, b))
+    """1 - normalized Levenshtein distance between preorder node-type sequences of the language's
+    judge (CPython's AST for Python, tree-sitter's tree otherwise): a cheap lower bound on tree edit
+    distance; comments and formatting do not count."""
+    return fidelity.judge_for(lang).similarity(a, b)
 
 
 def build_seed(model, data: bytes, pieces: list[assess.Piece], kept: tuple[bool, ...]) -> Seed:
@@ -118,25 +157,19 @@ def build_seed(model, data: bytes, pieces: list[assess.Piece], kept: tuple[bool,
     return Seed(runs, hints, stops if stops.strip(".") else "")
 
 
-def empties_docstring(rule: str, original: bytes, fill: bytes) -> bool:
-    """A docstring whose text comes back blank: `__doc__` turns falsy, which code can see (semver's
-    suite asserts every public function has one), so such a fill is kept like a breaking one."""
-    return rule in QUOTE_RULES.values() and bool(original.strip()) and not fill.strip()
-
-
 def stop_rule(data: bytes, hole: list[assess.Piece]) -> str:
-    """The stop rule of a hole: free text alone in its hole gets one, anything else none."""
+    """The stop rule of a hole: free text alone in its hole gets one (a tidy one), anything else none."""
     if len(hole) != 1 or hole[0].kind not in spans.FREE_TEXT:
         return "."
     if hole[0].kind == "comment_text":
-        return "n"
+        return "N"
     before = data[max(0, hole[0].start - 4):hole[0].start].rstrip(b"\"'")
     if before[-1:] in (b"f", b"F", b"b", b"B"):
         return "."  # f-strings and bytes: braces and non-ASCII would need more rules
     after = data[hole[0].end:hole[0].end + 3].decode("utf-8", "replace")
     for quote, rule in QUOTE_RULES.items():
         if after.startswith(quote):
-            return rule
+            return rule.upper()
     return "."
 
 
@@ -153,7 +186,7 @@ def reconstruct(model, seeds: list[Seed], progress=None, no_repeat: int = NO_REP
     def fill(prefix: bytes, suffix: bytes, hint: int, rule: str) -> bytes:
         if progress:
             progress.advance(task)
-        return cut_fill(raw_fill(model, prefix, suffix, hint, no_repeat), rule).encode("utf-8")
+        return cut_fill(raw_fill(model, prefix, suffix, hint, no_repeat), rule, prefix).encode("utf-8")
 
     return [fill_seed(seed, fill) for seed in seeds]
 
@@ -174,30 +207,59 @@ def fill_seed(seed: Seed, fill) -> bytes:
 
 def seedable(f: SourceFile) -> spans.Language | None:
     """The language of a file seeded mode can handle: a model candidate (candidates.py: not too
-    large, not minified), known, UTF-8 text, no NUL, parses cleanly."""
+    large, not minified), known, UTF-8 text, no NUL, parses cleanly (tree-sitter, which proposes the
+    spans) and its judge parses it (fidelity.unseedable_reason)."""
+    return _seedable(f)[0]
+
+
+def _seedable(f: SourceFile) -> tuple[spans.Language | None, str]:
+    """seedable(), and why not for a file of a known language ("" when seedable or unknown)."""
     name = spans.language_for(f.path)
-    if not model_candidate(f) or not name or HOLE in f.data:
-        return None
+    if f.is_symlink or not name or not f.data:
+        return None, ""
+    if not model_candidate(f):
+        return None, "too large or minified for the model"
+    if HOLE in f.data:
+        return None, "holds NUL bytes"
     try:
         f.data.decode("utf-8")
     except UnicodeDecodeError:
-        return None
+        return None, "not UTF-8"
     lang = spans.load(name)
-    return None if spans.has_errors(lang, f.data) else lang
+    if spans.has_errors(lang, f.data):
+        return None, "tree-sitter does not parse it cleanly"
+    why = fidelity.unseedable_reason(lang, f.data)
+    return (None, why) if why else (lang, "")
 
 
 class Planner:
-    """Seeds for a repository's files, re-plannable per file at a higher budget (verify.py does)."""
+    """Seeds for a repository's files, re-plannable per file at a higher budget (verify.py does).
+
+    `min_text_similarity` (0..1, chrF / 100): free text whose regeneration scores lower against the
+    original stays in the seed. `exact_reasons` says, per file of a known language that is not
+    seeded at all, why."""
 
     def __init__(self, files: list[SourceFile], model, min_similarity: float = 0.0, progress=None,
-                 no_repeat: int = NO_REPEAT):
+                 no_repeat: int = NO_REPEAT, min_text_similarity: float = 0.0):
         self.files, self.model, self.min_similarity, self.progress = files, model, min_similarity, progress
+        self.min_text_similarity = min_text_similarity
         self.no_repeat = no_repeat  # the fill rule; pack records it in the archive header
-        self.langs = {i: lang for i, f in enumerate(files) if (lang := seedable(f))}
+        self.langs: dict[int, spans.Language] = {}
+        self.exact_reasons: dict[int, str] = {}
+        for i, f in enumerate(files):
+            lang, why = _seedable(f)
+            if lang:
+                self.langs[i] = lang
+            elif why:
+                self.exact_reasons[i] = why
+        self.judges = {i: fidelity.judge_for(lang) for i, lang in self.langs.items()}
         shared = assess.names_elsewhere({files[i].path: files[i].data for i in self.langs})
         task = progress.add_task("assess", total=len(self.langs)) if progress else None
         self.pieces = {}
         self._fills: dict[bytes, bytes] = {}
+        self._views: dict[int, object] = {}
+        self.texts: dict[int, list[tuple[str, str]]] = {}   # the last repair's regenerated free text
+        self.kept_text: dict[int, dict[int, str]] = {}      # the last repair's kept free text: why
         for i in self.langs:
             self.pieces[i] = assess.assess(model, self.langs[i], files[i].data, shared[files[i].path])
             if progress:
@@ -206,52 +268,98 @@ class Planner:
     def select(self, i: int, budget: float) -> list[bool]:
         ps = self.pieces[i]
         exact_bits = sum(p.bits for p in ps)
-        prob = select.Problem([p.value for p in ps], [p.bits for p in ps], budget * exact_bits, HOLE_BITS)
+        prob = select.Problem([p.value for p in ps], [p.bits for p in ps], budget * exact_bits, HOLE_BITS,
+                              fixed=tuple(bool(p.pin) for p in ps))
         return close_cheap_holes(list(select.greedy(prob).kept), [p.bits for p in ps])
 
+    def view(self, i: int):
+        """The original file's code view under its judge (computed once)."""
+        if i not in self._views:
+            self._views[i] = self.judges[i].code_view(self.files[i].data)
+        return self._views[i]
+
     def repair(self, i: int, kept: list[bool], strict: bool = False) -> tuple[Seed, bytes]:
-        """Keep every hole whose fill breaks parsing (or blanks a docstring), until the decoder's
-        reconstruction parses.
+        """Keep every hole whose fill the file's judge refuses, and free text whose regeneration is
+        not acceptable text (text_refusal), until the decoder's reconstruction passes.
         Strict: also keep every code hole (one without a stop rule) whose fill is not the original
-        text, so that only comments and docstrings can differ: the code is the original.
+        text, so that only comments and docstrings can differ: the code is the original, and the
+        judge checks each free-text fill against the original's code view.
 
         One pass fills the holes left to right exactly as `reconstruct` does, and tests each fill
-        against the original text after the hole: a fill that brings parse errors is replaced by the
-        original (its code pieces are kept; free-text pieces in it stay dropped, as holes of their
-        own with stop rules in the next pass). Keeping a hole lengthens the suffix the hole before
-        it was filled with, so passes repeat until one keeps nothing new; that pass computed exactly
-        what unpack will compute. Fills are cached by their inputs, so a repeat pass is cheap. If
-        MAX_REPAIR_PASSES do not settle it, strict keeps all code, and the caller checks the result.
+        against the original text after the hole: a refused fill is replaced by the original (its
+        code pieces are kept; free-text pieces in it stay dropped, as holes of their own with stop
+        rules in the next pass). Keeping a hole lengthens the suffix the hole before it was filled
+        with, so passes repeat until one keeps nothing new; that pass computed exactly what unpack
+        will compute. Fills are cached by their inputs, so a repeat pass is cheap. If
+        MAX_REPAIR_PASSES do not settle it, every piece is kept (the file ends exact).
+        After the call, texts[i] holds the (original, regenerated) free text of the result and
+        kept_text[i] why each free-text piece repair kept stayed.
         """
-        lang, data, ps = self.langs[i], self.files[i].data, self.pieces[i]
+        data, ps, judge = self.files[i].data, self.pieces[i], self.judges[i]
+        why_kept: dict[int, str] = {}
         for _ in range(MAX_REPAIR_PASSES):
             seed = build_seed(self.model, data, ps, tuple(kept))
             holes = hole_ranges(kept)
-            parts, changed = [seed.kept[0]], False
+            parts, changed, texts = [seed.kept[0]], False, []
             for j, hint in enumerate(seed.hints):
                 prefix, suffix = b"".join(parts), seed.kept[j + 1]
                 a, b = ps[holes[j][0]].start, ps[holes[j][1] - 1].end
-                code_hole = strict and seed.rule(j) == "."
+                rule = seed.rule(j)
+                code_hole = strict and rule == "."
                 if code_hole and not self.model.reproduces(prefix.decode("utf-8"), suffix.decode("utf-8"),
                                                             self.model.encode(data[a:b].decode("utf-8"))):
                     mid = b""  # it would not come back as it was: no need to generate it
                 else:
-                    mid = self.fill_hole(prefix, suffix, hint, seed.rule(j))
-                if (code_hole and mid != data[a:b]) or empties_docstring(seed.rule(j), data[a:b], mid) \
-                        or spans.has_errors(lang, prefix + mid + data[b:]):
+                    mid = self.fill_hole(prefix, suffix, hint, rule)
+                if code_hole:
+                    refused = "code" if mid != data[a:b] else ""  # the original text: its view is unchanged
+                elif rule != ".":
+                    refused = self.text_refusal(i, holes[j][0], prefix, mid, strict)
+                else:
+                    refused = "" if judge.parses(prefix + mid + data[b:]) else "parse"
+                if refused:
                     # keep the hole's code; its free text, if any, becomes holes of its own next pass
                     hole = range(*holes[j])
                     code = [k for k in hole if ps[k].kind not in spans.FREE_TEXT]
                     for k in code if code and len(code) < len(hole) else hole:
                         kept[k] = True
+                        if ps[k].kind in spans.FREE_TEXT:
+                            why_kept[k] = refused
                     mid, changed = data[a:b], True
+                elif rule != ".":
+                    texts.append((data[a:b].decode("utf-8"), mid.decode("utf-8")))
                 parts += [mid, suffix]
             if not changed:
+                self.texts[i], self.kept_text[i] = texts, why_kept
                 return seed, b"".join(parts)
-        if strict:
-            kept[:] = [k or p.kind not in spans.FREE_TEXT for k, p in zip(kept, ps)]
-        seed = build_seed(self.model, data, ps, tuple(kept))
-        return seed, self.reconstruct(seed)
+        kept[:] = [True] * len(kept)
+        self.texts[i], self.kept_text[i] = [], why_kept
+        return Seed([data], []), data
+
+    def text_refusal(self, i: int, k: int, prefix: bytes, mid: bytes, strict: bool) -> str:
+        """Why `mid`, the regenerated text of free-text piece k after `prefix`, must not stand, or "":
+        'parser' (the judge refuses the file: strict, its code view changed; otherwise it does not
+        parse), 'directive' (a regenerated directive would instruct tools), a junk kind ('empty',
+        'quotes', 'code') where the original is not (and 'empty' for no text at all), 'width' (a line wider than the widest original
+        line it replaces), 'floor' (chrF below min_text_similarity)."""
+        lang, data, judge = self.langs[i], self.files[i].data, self.judges[i]
+        a, b = self.pieces[i][k].start, self.pieces[i][k].end
+        candidate = prefix + mid + data[b:]
+        if (judge.code_view(candidate) != self.view(i)) if strict else not judge.parses(candidate):
+            return "parser"
+        original, text = data[a:b].decode("utf-8"), mid.decode("utf-8")
+        marker = lang.line_comment if self.pieces[i][k].kind == "comment_text" else None
+        if fidelity.is_directive(lang, f"{marker} {text}" if marker else text):
+            return "directive"  # a comment's patterns see its marker
+        junk = fidelity.junk_kind(lang, text)
+        if junk and (not text.strip() or junk != fidelity.junk_kind(lang, original)):
+            return junk  # nothing at all is never text: a comment's marker would end in a space
+        if max(fidelity.line_widths(candidate, len(prefix), len(prefix) + len(mid))) > \
+                max(fidelity.line_widths(data, a, b)):
+            return "width"
+        if fidelity.text_similarity(text, original) < self.min_text_similarity:
+            return "floor"
+        return ""
 
     def reconstruct(self, seed: Seed) -> bytes:
         """reconstruct() of one seed, through the fill cache (the same bytes, computed once)."""
@@ -262,27 +370,32 @@ class Planner:
         key = hashlib.sha256(b"%d\0%d\0" % (hint, len(prefix)) + prefix + suffix).digest()
         if key not in self._fills:
             self._fills[key] = raw_fill(self.model, prefix, suffix, hint, self.no_repeat)
-        return cut_fill(self._fills[key], rule).encode("utf-8")
+        return cut_fill(self._fills[key], rule, prefix).encode("utf-8")
 
     def plan(self, budgets: dict[int, float], strict: bool = False) -> dict[int, SeededFile]:
         """For each file, the first budget from budgets[i] up (in BUDGET_STEP) at which the repaired
-        reconstruction parses cleanly and reaches min_similarity; files that get there with at least
-        one hole are returned, the others stay exact. Strict: see repair()."""
+        reconstruction passes its judge (strict: the original's code view; otherwise it parses) and
+        reaches min_similarity; files that get there with at least one hole are returned, the others
+        stay exact. Strict: see repair()."""
         budgets = {i: b for i, b in budgets.items() if i in self.langs}
         done: dict[int, SeededFile] = {}
         task = self.progress.add_task("reconstruct", total=len(budgets)) if self.progress else None
         for i, budget in budgets.items():
-            lang, data = self.langs[i], self.files[i].data
+            data, judge = self.files[i].data, self.judges[i]
             while budget < 1.0:
                 kept = self.select(i, budget)
                 seed, recon = self.repair(i, kept, strict)
                 saved = sum(p.bits for p, k in zip(self.pieces[i], kept) if not k) - HOLE_BITS * len(seed.hints)
                 if saved < SEED_OVERHEAD_BITS:
                     break  # repair kept (nearly) everything: exact storage is as small and exact
-                if not spans.has_errors(lang, recon):
-                    sim = ast_similarity(lang, data, recon)
+                if (judge.code_view(recon) == self.view(i)) if strict else judge.parses(recon):
+                    sim = judge.similarity(data, recon)
                     if sim >= self.min_similarity:
-                        done[i] = SeededFile(seed, recon, budget, sim, saved, strict)
+                        kept_text: dict[str, int] = {}
+                        for why in self.kept_text[i].values():
+                            kept_text[why] = kept_text.get(why, 0) + 1
+                        done[i] = SeededFile(seed, recon, budget, sim, saved, strict, judge.name,
+                                             self.texts[i], kept_text)
                         break
                 budget += BUDGET_STEP
             if self.progress:
@@ -314,4 +427,3 @@ def hole_ranges(kept: list[bool]) -> list[tuple[int, int]]:
     if start is not None:
         out.append((start, len(kept)))
     return out
-

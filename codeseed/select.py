@@ -13,6 +13,9 @@ Both are sums over adjacent pairs, so the exact optimum is a dynamic programme a
 (`exact`, for small instances and tests); `greedy` picks by marginal value per marginal bit and
 re-evaluates the neighbours of each pick (their marginals change), then compares the result with
 the best single piece, the usual guard for greedy knapsack.
+
+Pieces marked `fixed` are kept whatever they cost (directives, legal text, text the language's
+parser reads as code): both solvers start from them, and their cost counts against the budget.
 """
 from __future__ import annotations
 
@@ -28,6 +31,10 @@ class Problem:
     budget: float
     hole_bits: float = 12.0
     overlap: float = 0.3
+    fixed: tuple[bool, ...] = ()  # pieces that must be kept (empty: none)
+
+    def must_keep(self) -> list[bool]:
+        return list(self.fixed) if self.fixed else [False] * len(self.values)
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ def evaluate_local(p: Problem, kept: list[bool], i: int) -> tuple[float, float]:
 
 def greedy(p: Problem) -> Selection:
     n = len(p.values)
-    kept = [False] * n
+    kept = p.must_keep()
     used = evaluate(p, kept).cost
 
     def ratio(dv: float, dc: float) -> float:
@@ -83,8 +90,9 @@ def greedy(p: Problem) -> Selection:
 
     heap = []
     for i in range(n):
-        dv, dc = _marginal(p, kept, i)
-        heapq.heappush(heap, (-ratio(dv, dc), i))
+        if not kept[i]:  # _marginal tries piece i in and out again: never on a fixed piece
+            dv, dc = _marginal(p, kept, i)
+            heapq.heappush(heap, (-ratio(dv, dc), i))
     while heap:
         neg, i = heapq.heappop(heap)
         if kept[i]:
@@ -102,8 +110,8 @@ def greedy(p: Problem) -> Selection:
                 djv, djc = _marginal(p, kept, j)
                 heapq.heappush(heap, (-ratio(djv, djc), j))
     best = evaluate(p, kept)
-    for i in range(n):                       # guard: the best single piece alone
-        single = [False] * n
+    for i in range(n):                       # guard: the best single piece alone (with the fixed ones)
+        single = p.must_keep()
         single[i] = True
         s = evaluate(p, single)
         if s.cost <= p.budget and s.value > best.value:
@@ -118,6 +126,7 @@ def exact(p: Problem, resolution: float = 1.0) -> Selection:
     costs and resolution 1 it is exactly optimal. Pseudo-polynomial: for small instances.
     """
     n = len(p.values)
+    fixed = p.must_keep()
     c = [math.ceil(x / resolution) for x in p.costs]
     h = math.ceil(p.hole_bits / resolution)
     cap = math.floor(p.budget / resolution + 1e-9)
@@ -128,7 +137,7 @@ def exact(p: Problem, resolution: float = 1.0) -> Selection:
     for i in range(n + 1):
         nxt: dict[tuple[bool, bool, int], tuple[float, tuple[bool, ...]]] = {}
         for (pp, prev, cost), (val, ch) in states.items():
-            for keep in ((False, True) if i < n else (False,)):
+            for keep in (((True,) if fixed[i] else (False, True)) if i < n else (False,)):
                 new_cost = cost + (c[i] if keep and i < n else 0)
                 if i < n and not keep and (i == 0 or prev):
                     new_cost += h
@@ -142,7 +151,7 @@ def exact(p: Problem, resolution: float = 1.0) -> Selection:
                 if key not in nxt or new_val > nxt[key][0]:
                     nxt[key] = (new_val, ch + ((keep,) if i < n else ()))
         states = nxt
-    if not states:  # even the empty seed (one hole) exceeds the budget
-        return evaluate(p, [False] * n)
+    if not states:  # even the empty seed (one hole, or the fixed pieces) exceeds the budget
+        return evaluate(p, fixed)
     best_val, best_choice = max(states.values(), key=lambda t: t[0])
     return evaluate(p, best_choice)

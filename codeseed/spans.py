@@ -44,7 +44,7 @@ class Language:
     line_comment: str | None = None
 
 
-def _grammar_file(name: str) -> str:
+def grammar_text(name: str) -> str:
     """Installed wheels carry the files as `codeseed.grammars`; a source checkout has `grammars/`."""
     try:
         return resources.files("codeseed.grammars").joinpath(name).read_text("utf-8")
@@ -54,15 +54,25 @@ def _grammar_file(name: str) -> str:
 
 @lru_cache(maxsize=1)
 def _table() -> dict[str, dict]:
-    return tomllib.loads(_grammar_file("languages.toml"))
+    return tomllib.loads(grammar_text("languages.toml"))
 
 
 @lru_cache(maxsize=None)
 def load(name: str) -> Language:
     spec = _table()[name]
     lang = ts.Language(getattr(importlib.import_module(spec["module"]), spec["function"])())
-    return Language(name, lang, ts.Query(lang, _grammar_file(spec.get("query", name) + ".scm")),
+    return Language(name, lang, ts.Query(lang, grammar_text(spec.get("query", name) + ".scm")),
                     spec.get("line_comment"))
+
+
+def grammar_module(name: str) -> str:
+    """The Python module of a language's grammar wheel (tree_sitter_python, ...)."""
+    return _table()[name]["module"]
+
+
+def query_name(name: str) -> str:
+    """The query file a language uses (tsx uses typescript's)."""
+    return _table()[name].get("query", name)
 
 
 def language_for(path: str) -> str | None:

@@ -25,9 +25,13 @@
 (return_statement) @exit
 (raise_statement) @exit
 
+; docstrings as CPython assigns __doc__: the first statement of a module, class or function (a
+; string first in an if or for block is an expression, not a docstring)
 (module . (expression_statement (string) @docstring))
-(block . (expression_statement (string) @docstring))
+(class_definition body: (block . (expression_statement (string) @docstring)))
+(function_definition body: (block . (expression_statement (string) @docstring)))
 (module . (expression_statement (string (string_content) @docstring_text)))
-(block . (expression_statement (string (string_content) @docstring_text)))
+(class_definition body: (block . (expression_statement (string (string_content) @docstring_text))))
+(function_definition body: (block . (expression_statement (string (string_content) @docstring_text))))
 (comment) @comment
 (string) @string

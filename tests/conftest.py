@@ -50,3 +50,20 @@ def tiny_model_path(tmp_path_factory) -> Path:
 def tiny_model(tiny_model_path):
     from codeseed.model import CodeModel
     return CodeModel(tiny_model_path)
+
+
+@pytest.fixture
+def prose_fills(monkeypatch):
+    """The tiny model writes no text: its fills of comment and docstring holes are identifiers such
+    as 'ffffffpp', junk that repair refuses, so nothing would be seeded. With this fixture a hole
+    right after a comment marker or opening quotes is filled with a short sentence, the others by
+    the model; pack and unpack both fill through it (seeded.raw_fill)."""
+    from codeseed import seeded
+    real = seeded.raw_fill
+
+    def fill(model, prefix: bytes, suffix: bytes, hint: int, no_repeat: int) -> str:
+        if prefix.rstrip(b" ").endswith((b"#", b'"""', b"'''")):
+            return "a note"
+        return real(model, prefix, suffix, hint, no_repeat)
+
+    monkeypatch.setattr(seeded, "raw_fill", fill)

@@ -152,7 +152,7 @@ def test_free_text_holes_always_parse_even_with_a_poor_model(tiny_model):
     pieces = planner.pieces[0]
     kept = [p.kind not in spans.FREE_TEXT for p in pieces]
     seed = seeded.build_seed(tiny_model, data, pieces, tuple(kept))
-    assert seed.hints and set(seed.stops) <= {"n", "d", "s"} and len(seed.stops) == len(seed.hints)
+    assert seed.hints and set(seed.stops) <= {"N", "D", "S"} and len(seed.stops) == len(seed.hints)
     recon = seeded.reconstruct(tiny_model, [seed])[0]
     assert not spans.has_errors(lang, recon)
     assert seeded.Seed.parse(seed.text(), seed.hints, seed.stops) == seed
@@ -218,4 +218,4 @@ def test_a_docstring_is_never_left_blank(tiny_model, monkeypatch):
     monkeypatch.setattr(seeded, "raw_fill", lambda model, prefix, suffix, hint, no_repeat: "Some text.")
     planner._fills.clear()  # fills are cached by their inputs
     seed, recon = planner.repair(0, list(kept), strict=True)
-    assert recon == data.replace(b"Area of a w by h rectangle.", b"Some text.") and seed.stops == "d"
+    assert recon == data.replace(b"Area of a w by h rectangle.", b"Some text.") and seed.stops == "D"

@@ -60,3 +60,23 @@ def test_budget_zero_keeps_nothing_and_big_budget_keeps_all_valuable():
     assert greedy(p).kept == (False, False, False)
     p = Problem([5.0, 0.0, 7.0], [10.0, 10.0, 10.0], budget=1000.0, overlap=0.0)
     assert greedy(p).kept == (True, False, True) == exact(p).kept
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fixed_pieces_are_always_kept_and_the_dp_stays_optimal(seed):
+    """Directives and legal text are fixed: both solvers keep them at any budget, and the DP is
+    still optimal among the selections that keep them (brute force over those)."""
+    rng = random.Random(1000 + seed)
+    p = random_problem(rng, rng.randint(1, 9))
+    fixed = tuple(rng.random() < 0.3 for _ in p.values)
+    p = Problem(p.values, p.costs, p.budget, p.hole_bits, p.overlap, fixed)
+    g, e = greedy(p), exact(p)
+    for sel in (g, e):
+        assert all(k for k, f in zip(sel.kept, fixed) if f)
+    best = None
+    for kept in itertools.product([False, True], repeat=len(p.values)):
+        s = evaluate(p, kept)
+        if all(k for k, f in zip(kept, fixed) if f) and s.cost <= p.budget and (best is None or s.value > best.value):
+            best = s
+    if best is not None:  # the fixed pieces alone fit the budget
+        assert e.value == pytest.approx(best.value) and g.cost <= p.budget + 1e-9

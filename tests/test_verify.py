@@ -73,15 +73,16 @@ def test_verify_command_runs_tests_on_the_unpacked_tree(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("lossy_code", [False, True])
-def test_seeded_pack_with_tests_unpacks_to_a_passing_tree(tmp_path, tiny_model, lossy_code):
+def test_seeded_pack_with_tests_unpacks_to_a_passing_tree(tmp_path, tiny_model, lossy_code, prose_fills):
     """End to end on the fixture whose tests depend on constants inside a function body: whatever
     the (poor) tiny model regenerates, the unpacked tree passes the tests and keeps those bodies."""
     import subprocess
     import sys
     src = tmp_path / "src"
     shutil.copytree(CONSTANT, src)
+    # a sentence in every free-text hole is far from any original: no text floor, the tests check
     report = codeseed.pack(src, tmp_path / "c.cseed", mode="seeded", model=tiny_model, budget=0.3,
-                           min_similarity=0.0, lossy_code=lossy_code, test_cmd=TEST_CMD)
+                           min_similarity=0.0, min_text_similarity=0.0, lossy_code=lossy_code, test_cmd=TEST_CMD)
     assert report.test_runs >= 2  # the original tree, then each reconstruction tried
     codeseed.unpack(tmp_path / "c.cseed", tmp_path / "out", model=tiny_model)
     pricing = (tmp_path / "out" / "pricing.py").read_bytes()
