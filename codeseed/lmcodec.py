@@ -29,6 +29,7 @@ from codeseed import cm
 from codeseed.cm import MixSettings
 from codeseed.engine import ExactLM, pinned_threads
 
+STEPWISE_ROWS_PER_THREAD = 64  # decoding: a thread per 64 rows (2 threads x 16 rows: 16.4 ms a step, 1 x 32: 10.8)
 DECODE_FLOOR_TOKENS = 256   # below this, a file is not worth cutting
 
 
@@ -118,9 +119,11 @@ class _Rows:
     side by side in threads (torch and the attention kernel release the GIL; one intra-op thread
     each, which is also far faster on a busy machine). The result is the same for any `jobs`."""
 
-    def __init__(self, engine: ExactLM, rows: int, window: int, jobs: int):
+    def __init__(self, engine: ExactLM, rows: int, window: int, jobs: int, stepwise: bool = False):
         self.engine = engine
         jobs = max(1, min(jobs, rows))
+        if stepwise:  # one token a row a call: per-op overhead (GIL-bound) dominates, and threads win only
+            jobs = max(1, min(jobs, rows // STEPWISE_ROWS_PER_THREAD))  # with many rows (RESULTS.md)
         cuts = [rows * g // jobs for g in range(jobs + 1)]
         self.groups = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
         self.caches = [engine.new_cache(b - a, window) for a, b in self.groups]
@@ -226,7 +229,7 @@ def decode(engine: ExactLM, bos: int, ntokens: list[int], known: list[list[int] 
     tok, seg, pos, fil, idx = sched.layout(bos, [None if k is None else np.asarray(k, np.int64) for k in known])
     R, L = tok.shape
     state = _state(engine, settings, sched, sum(ntokens))
-    rows = _Rows(engine, R, settings.window, jobs)
+    rows = _Rows(engine, R, settings.window, jobs, stepwise=True)
     head_scale = engine.head[1].cpu().numpy()
     activeT = np.ascontiguousarray((fil >= 0).T)
     is_known = np.array([k is not None for k in known] + [False], bool)
