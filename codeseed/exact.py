@@ -24,6 +24,7 @@ from codeseed.errors import ArchiveError, ModelMismatchError
 from codeseed.model import CodeModel
 from codeseed.walk import SourceFile
 
+BLOCK_ROUNDS = 3  # the stream / solid block choice, measured again with the block's final members
 LM_CODEC = "lm"
 ENGINE = "exact-1"  # the arithmetic the stream was coded with (engine.py, cm.py): recorded in the header
 
@@ -81,10 +82,24 @@ def encode(files: list[SourceFile], model: CodeModel,
     task = progress.add_task("LM encode", total=sum(map(len, tokens))) if progress else None
     scorer = lmcodec.Scorer(model.engine, model.bos, tokens, settings, jobs=jobs,
                             progress=(lambda n: progress.advance(task, n)) if progress else None)
-    # the alternative to the stream: the file alone, or its part of a solid block, whichever is smaller
-    for i, cost in packing.block_costs(files).items():
-        out[i].block_bytes = cost
-    keep = [scorer.file_bits[j] / 8 < out[i].alternative() for j, i in enumerate(members)]
+    # the alternative to the stream: the file alone, or its part of a solid block, whichever is smaller.
+    # A block's cost depends on what else is in it, so the block is measured again with only the files
+    # that left the stream; a file that the first measure lured out and that now costs more there than
+    # in the stream goes back (tinydb's README.rst: 1,946 bytes in a block of its own, not ~1,000)
+    lm_bytes = {i: scorer.file_bits[j] / 8 for j, i in enumerate(members)}
+    kept: set[int] = set()
+    for _ in range(BLOCK_ROUNDS):
+        in_stream = {files[i].data for i in kept}  # copies of a stream member's content share its data
+        outside = None if not kept else {i for i, f in enumerate(files) if f.data not in in_stream}
+        for i in range(len(files)):
+            out[i].block_bytes = None
+        for i, cost in packing.block_costs(files, outside).items():
+            out[i].block_bytes = cost
+        now = {i for i in members if lm_bytes[i] < out[i].alternative()}
+        if now == kept:
+            break
+        kept = now
+    keep = [i in kept for i in members]
     payload = scorer.payload(keep) if any(keep) else b""
     raw = sum(len(files[i].data) for i, k in zip(members, keep) if k)
     start = 0

@@ -195,13 +195,15 @@ def solid_blocks(datas: list[bytes], progress=None) -> list[Coded]:
     return [Coded(coded[k][0], coded[k][1], {}, start, len(blocks[k])) for k, start in (where[d] for d in datas)]
 
 
-def block_costs(files: list[SourceFile]) -> dict[int, float]:
-    """What each solid candidate's text would cost inside a solid block of all of them (`files`
-    indexes -> bytes): its bits under the block codec "cm", coded after the files before it in
-    block order, as solid blocks place them (a repeated content costs nothing). A measured size, so
-    that exact mode can weigh the LM stream against the block and not against the file alone."""
+def block_costs(files: list[SourceFile], only: set[int] | None = None) -> dict[int, float]:
+    """What each solid candidate's text would cost inside a solid block of all of them (or of those
+    whose indexes are in `only`): `files` indexes -> bytes, its bits under the block codec "cm",
+    coded after the files before it in block order, as solid blocks place them (a repeated content
+    costs nothing). A measured size, so that exact mode can weigh the LM stream against the block
+    and not against the file alone."""
     from codeseed import bytecm
-    order = block_order([f for f in files if solid_candidate(f) and is_text(f.data)])
+    order = block_order([f for i, f in enumerate(files)
+                         if solid_candidate(f) and is_text(f.data) and (only is None or i in only)])
     at = {id(f): i for i, f in enumerate(files)}
     seen: dict[bytes, int] = {}
     block = bytearray()

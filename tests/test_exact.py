@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 import codeseed
-from codeseed import archive, codecs, exact, lmcodec
+from codeseed import archive, codecs, exact, lmcodec, packing
 from codeseed.errors import ArchiveError, ModelMismatchError
 from tests.conftest import make_tiny_model
+from codeseed.walk import scan
 from tests.test_archive import FIXTURE, tree_digest
 
 
@@ -99,6 +100,34 @@ def test_identical_text_files_are_coded_once(tmp_path, tiny_model, monkeypatch):
         assert sorted(("n" in e.meta, e.codec) for e in arc.entries) == [(False, "lm"), (True, "lm")]
     codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out", model=tiny_model)
     assert (tmp_path / "out" / "two.py").read_bytes() == text == (tmp_path / "out" / "a" / "one.py").read_bytes()
+
+
+def test_block_sizes_that_decided_are_those_of_the_final_block(tmp_path, tiny_model, monkeypatch):
+    """A file leaves the stream only for a block cost measured with the block's final members: a
+    README whose near-copy sits in the stream is not cheap in a block that does not hold that copy
+    (`PKG-INFO` sorts first in block order; it and its twin stay in the stream)."""
+    text = (FIXTURE / "inventory" / "store.py").read_bytes()
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for name in ("PKG-INFO", "sub/PKG-INFO"):
+        (src / name).write_bytes(text)
+    (src / "README.rst").write_bytes(text + b"# one more line\n")
+    n_copy = len(tiny_model.tokenize_exact(text))
+    real_init = lmcodec.Scorer.__init__
+
+    def init(self, engine, bos, token_lists, *a, **k):  # the stream wins the copies only
+        real_init(self, engine, bos, token_lists, *a, **k)
+        self.file_bits = [8 * (10.0 if len(t) == n_copy else 1e6) for t in token_lists]
+    monkeypatch.setattr(lmcodec.Scorer, "__init__", init)
+    files = scan(src, no_ignore=True).files
+    encoded, _ = exact.encode(files, tiny_model)
+    by = {f.path: e for f, e in zip(files, encoded)}
+    assert by["PKG-INFO"].codec == "lm" and by["sub/PKG-INFO"].codec == "lm"
+    outside = {i for i, e in enumerate(encoded) if e.codec != "lm"}
+    at = [f.path for f in files].index("README.rst")
+    final = packing.block_costs(files, outside)
+    assert by["README.rst"].block_bytes == pytest.approx(final[at])  # measured without the stream's copies
+    assert final[at] > 100 > packing.block_costs(files)[at]          # which would have made it nearly free
 
 
 def test_a_damaged_stream_is_a_one_line_error_naming_the_file(sample, tmp_path, tiny_model, tiny_model_path):
