@@ -111,23 +111,24 @@ def build_corpus(work: Path) -> list[bytes]:
 
 @dataclass
 class Parts:
-    """A format-3 archive as editable fields; `build` puts it together with valid CRCs and footer."""
+    """A format-4 archive as editable fields; `build` puts it together with valid CRCs and footer
+    (in the format-3 layout when `version` is 3, and `build_v2` in format 2's)."""
     header: bytes
     payloads: list[list] = field(default_factory=list)  # [codec bytes, data bytes, raw size, length or None, crc or None]
     entries: list[list] = field(default_factory=list)   # [path, fidelity, meta (bytes), kind, mode, size, pid, start,
-                                                        #  digest prefix, full SHA-256 of the data]
+                                                        #  digest prefix, full SHA-256 of the data,
+                                                        #  typed meta column values (archive.TYPED_META, + 1)]
     digest: bytes | None = None                         # the tree digest; None: computed from the entries
     index_raw: bytes | None = None                      # when set: used as the decoded index as is
     raw_len: int | None = None                          # the footer's decoded index length (None: true)
-    version: int = 3
+    version: int = archive.FORMAT_VERSION
 
     @classmethod
     def parse(cls, blob: bytes, work: Path) -> Parts:
         path = work / "parse.cseed"
         path.write_bytes(blob)
         with archive.Archive(path) as arc:
-            hlen = struct.unpack("<I", blob[10:14])[0]
-            parts = cls(blob[14:14 + hlen])
+            parts = cls(arc.header.to_bytes())
             fulls = [hashlib.sha256(d).digest() for d in _decoded(arc)]
             seen: dict[int, int] = {}
             for e in arc.entries:
@@ -135,11 +136,14 @@ class Parts:
                     seen[e.payload_id] = len(parts.payloads)
                     parts.payloads.append([e.codec.encode(), blob[e.offset:e.offset + e.length], e.decoded_size(),
                                            None, None])
-                meta = json.dumps(e.meta, sort_keys=True, separators=(",", ":")).encode() if e.meta else b""
+                rest = {k: v for k, v in e.meta.items() if k not in archive.TYPED_META}
+                meta = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode() if rest else b""
+                typed = [e.meta[k] + 1 if k in e.meta else 0 for k in archive.TYPED_META]
                 parts.entries.append([e.path.encode("utf-8", "surrogateescape"), e.fidelity.encode(), meta,
                                       int(e.is_symlink) | (0 if e.sha256 else archive.NO_DIGEST),
                                       0 if e.is_symlink else e.permissions(), e.size, seen[e.payload_id], e.start,
-                                      e.sha256[:8] or fulls[len(parts.entries)][:8], fulls[len(parts.entries)]])
+                                      e.sha256[:8] or fulls[len(parts.entries)][:8], fulls[len(parts.entries)],
+                                      typed])
         return parts
 
     def tree_digest(self) -> bytes:
@@ -149,7 +153,8 @@ class Parts:
         if self.index_raw is not None:
             return self.index_raw
         v = codecs.varint
-        out = bytearray(v(len(self.payloads)))
+        out = bytearray(v(len(self.header)) + self.header if self.version >= 4 else b"")
+        out += v(len(self.payloads))
         for p in self.payloads:
             out += v(len(p[0])) + p[0]
         for p in self.payloads:
@@ -166,6 +171,10 @@ class Parts:
         for col in (4, 5, 6, 7):
             for e in self.entries:
                 out += v(e[col])
+        if self.version >= 4:
+            for k in range(len(archive.TYPED_META)):
+                for e in self.entries:
+                    out += v(e[10][k] if len(e) > 10 else 0)
         for e in self.entries:
             out += b"" if e[3] & archive.NO_DIGEST else e[8]
         return bytes(out + self.tree_digest())
@@ -200,12 +209,16 @@ class Parts:
 
     def build(self) -> bytes:
         hdr = self.header
-        body = bytearray(archive.MAGIC + struct.pack("<HI", self.version, len(hdr)) + hdr
-                         + struct.pack("<I", zlib.crc32(hdr)))
+        if self.version >= 4:  # the header travels in the index
+            body = bytearray(archive.MAGIC + struct.pack("<H", self.version))
+        else:
+            body = bytearray(archive.MAGIC + struct.pack("<HI", self.version, len(hdr)) + hdr
+                             + struct.pack("<I", zlib.crc32(hdr)))
         for p in self.payloads:
             body += p[1]
         raw = self.index()
-        index = lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_fast_xz(raw))
+        index = (bytes([archive.INDEX_XZ]) if self.version >= 4 else b"") + lzma.compress(
+            raw, format=lzma.FORMAT_RAW, filters=_fast_xz(raw))
         ioff = len(body)
         body += index + struct.pack("<QQQI8s", ioff, len(index), len(raw) if self.raw_len is None else self.raw_len,
                                     zlib.crc32(index), archive.END_MAGIC)
@@ -231,9 +244,10 @@ def reframe_index(blob: bytes, mutate) -> bytes:
     footer = archive.FOOTERS.get(version, archive.FOOTERS[3])
     fields = footer.unpack(blob[-footer.size:])
     ioff, ilen = fields[0], fields[1]
-    raw = lzma.decompress(blob[ioff:ioff + ilen], format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
+    raw = archive._decompress_index(blob[ioff:ioff + ilen], version, archive.MAX_INDEX_BYTES if version < 3 else fields[2])
     raw = mutate(raw)
-    index = lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_fast_xz(raw))
+    index = (bytes([archive.INDEX_XZ]) if version >= 4 else b"") + lzma.compress(
+        raw, format=lzma.FORMAT_RAW, filters=_fast_xz(raw))
     tail = ((ioff, len(index), len(raw), zlib.crc32(index), archive.END_MAGIC) if version >= 3
             else (ioff, len(index), zlib.crc32(index), archive.END_MAGIC))
     return blob[:ioff] + index + footer.pack(*tail)

@@ -105,8 +105,10 @@ def encode(files: list[SourceFile], model: CodeModel,
     start = 0
     for j, (i, k) in enumerate(zip(members, keep)):
         out[i].lm_bytes = float(scorer.file_bits[j] / 8)
-        # the two measured sizes that decided, for `codeseed info` (whole bytes: a few bytes a file in the index)
-        out[i].meta = {"n": len(tokens[j]), "lm": round(out[i].lm_bytes), "alt": round(out[i].alternative())}
+        # a file the stream lost keeps the two measured sizes that decided, for `codeseed info` (whole
+        # bytes; the stream's own files do not: 2-3 bytes each of index, and the rule says why)
+        out[i].meta = {"n": len(tokens[j])} if k else {
+            "n": len(tokens[j]), "lm": round(out[i].lm_bytes), "alt": round(out[i].alternative())}
         if k:
             out[i].codec, out[i].payload, out[i].start, out[i].raw_size = LM_CODEC, payload, start, raw
             start += len(files[i].data)

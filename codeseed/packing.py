@@ -56,7 +56,9 @@ def placement(e: archive.Entry) -> str:
         if e.codec == "lm":
             return f"LM stream: {e.meta['lm']:,} bytes there, {e.meta['alt']:,} outside it"
         return f"{where}: {e.meta['alt']:,} bytes outside the LM stream, {e.meta['lm']:,} in it"
-    if e.codec == "lm" or "n" in e.meta:
+    if e.codec == "lm":
+        return "LM stream: smaller there than its measured cost outside it"
+    if "n" in e.meta:
         return f"{where} (scored by the LM; sizes not recorded: an older archive)"
     from codeseed.candidates import MODEL_MAX_BYTES
     if e.size == 0:

@@ -153,11 +153,12 @@ def _fix_crc(data: bytes, offset: int, length: int) -> bytes:
     """The archive with the CRC32 of the payload at `offset` recomputed: index and footer rewritten."""
     import struct
     import zlib
-    footer = archive.FOOTERS[3]
+    footer = archive.FOOTERS[archive.FORMAT_VERSION]
     ioff, ilen, raw_len, _, end = footer.unpack(data[-footer.size:])
-    index = bytearray(codecs.xz_decode(data[ioff:ioff + ilen], raw_len))
-    # the payload table opens the index: count, codec names, lengths, decoded sizes, CRC32s
-    n, pos = codecs.read_varint(index, 0)
+    index = bytearray(archive._decompress_index(data[ioff:ioff + ilen], archive.FORMAT_VERSION, raw_len))
+    # the header, then the payload table: count, codec names, lengths, decoded sizes, CRC32s
+    hlen, pos = codecs.read_varint(index, 0)
+    n, pos = codecs.read_varint(index, pos + hlen)
     for _ in range(n):
         ln, pos = codecs.read_varint(index, pos)
         pos += ln
@@ -168,7 +169,7 @@ def _fix_crc(data: bytes, offset: int, length: int) -> bytes:
     starts = [ioff - sum(lengths[:n]) + sum(lengths[:k]) for k in range(n)]
     k = starts.index(offset)
     index[pos + 4 * k:pos + 4 * k + 4] = struct.pack("<I", zlib.crc32(data[offset:offset + length]))
-    raw = codecs.xz_encode(bytes(index))
+    raw = archive._compress_index(bytes(index))
     return data[:ioff] + raw + footer.pack(ioff, len(raw), len(index), zlib.crc32(raw), end)
 
 
@@ -218,6 +219,29 @@ def test_format2_model_archives_decode_with_the_float_engine_or_say_why(tmp_path
         assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
         return
     want = dict(FORMAT2_SHA256, **({"pkg/select.py": SEEDED_SELECT_SHA256} if kind == "seeded" else {}))
+    got = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+           for p in out.rglob("*") if p.is_file()}
+    assert got == want
+
+
+# tests/data/format3-lm.cseed and format3-seeded.cseed: the same three files packed --exact and seeded
+# by codeseed 3f0cf3a (format 3: the exact engine, the first LM stream layout, mixing without adaptive
+# blending, every entry with a digest prefix, the header outside the index). They decode exactly on
+# any machine: that is what the exact engine is for.
+FORMAT3_SEEDED_SELECT_SHA256 = "2b6bda1647efcb1b4dcfc0d5d8245093841c94832ca290f8f51b79ea925efaed"
+
+
+@pytest.mark.parametrize("kind", ["lm", "seeded"])
+def test_format3_archives_still_decode_exactly(tmp_path, kind):
+    src = Path(__file__).resolve().parent / "data" / f"format3-{kind}.cseed"
+    with archive.Archive(src) as arc:
+        assert arc.version == 3 and any(e.codec == "lm" for e in arc.entries)
+        assert "adaptive" not in arc.header.settings["lm"]["mix"]  # coded before adaptive blending
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "codeseed", "unpack", str(src), "-o", str(out), "-q"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    want = dict(FORMAT2_SHA256, **({"pkg/select.py": FORMAT3_SEEDED_SELECT_SHA256} if kind == "seeded" else {}))
     got = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
            for p in out.rglob("*") if p.is_file()}
     assert got == want
