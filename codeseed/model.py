@@ -52,6 +52,8 @@ class ModelId:
 class CodeModel:
     """A tokenizer and the exact engine of one model folder, loaded once."""
 
+    batch_invariant = True  # a row's results do not depend on the batch (seeded.py batches fills)
+
     def __init__(self, path: str | Path | None = None, device: str = "cpu"):
         from tokenizers import Tokenizer
         self.path = Path(path) if path else bundled_path()

@@ -34,6 +34,7 @@ HOLE = b"\0"
 BUDGET_STEP = 0.15
 HOLE_BITS = 12.0  # position + length hint, per hole, as the selector counts it
 MAX_REPAIR_PASSES = 6
+FILL_ROWS = 32     # holes filled together in one batch (the engine gives each the same tokens alone)
 SEED_OVERHEAD_BITS = 384.0  # a seeded entry's extra index meta (hints, budget, similarity, stops):
                             # ~40 bytes a file on sample-py
 
@@ -174,27 +175,52 @@ def stop_rule(data: bytes, hole: list[assess.Piece]) -> str:
 
 
 def reconstruct(model, seeds: list[Seed], progress=None, no_repeat: int = NO_REPEAT) -> list[bytes]:
-    """Fill every hole, left to right, each file on its own and on one thread. `no_repeat` is the
-    archive's (header settings "fill"; archives from before it was recorded used plain greedy, 0).
-
-    Batching files together was measured to change fills (left padding shifts the numerics, and a
-    greedy argmax flips), and so does the thread count; pack and unpack batch differently, so each
-    file is filled alone, with the thread count pinned, and both sides compute the same.
-    """
+    """Fill every hole of every seed, each seed's left to right (a fill's prefix holds the fills
+    before it): round j fills hole j of all seeds that have one, FILL_ROWS at a time. `no_repeat`
+    is the archive's (header settings "fill"; archives from before it was recorded used plain
+    greedy, 0). The exact engine gives each fill the same tokens in any batch and on any machine,
+    so this equals filling one hole at a time (`fill_seed`), as pack did; the float engine of
+    formats 1-2 (legacy.FloatModel) does not, and fills alone."""
     task = progress.add_task("reconstruct", total=sum(len(s.hints) for s in seeds)) if progress else None
-
-    def fill(prefix: bytes, suffix: bytes, hint: int, rule: str) -> bytes:
+    if not getattr(model, "batch_invariant", False):
+        def one(prefix: bytes, suffix: bytes, hint: int, rule: str) -> bytes:
+            if progress:
+                progress.advance(task)
+            return cut_fill(raw_fill(model, prefix, suffix, hint, no_repeat), rule, prefix).encode("utf-8")
+        return [fill_seed(seed, one) for seed in seeds]
+    parts = [[seed.kept[0]] for seed in seeds]
+    for j in range(max((len(s.hints) for s in seeds), default=0)):
+        todo = [k for k, s in enumerate(seeds) if j < len(s.hints)]
+        prefixes = [b"".join(parts[k]) for k in todo]
+        fills = raw_fills(model, [(p, seeds[k].kept[j + 1], seeds[k].hints[j]) for p, k in zip(prefixes, todo)],
+                          no_repeat)
+        for k, prefix, text in zip(todo, prefixes, fills):
+            parts[k] += [cut_fill(text, seeds[k].rule(j), prefix).encode("utf-8"), seeds[k].kept[j + 1]]
         if progress:
-            progress.advance(task)
-        return cut_fill(raw_fill(model, prefix, suffix, hint, no_repeat), rule, prefix).encode("utf-8")
-
-    return [fill_seed(seed, fill) for seed in seeds]
+            progress.advance(task, len(todo))
+    return [b"".join(p) for p in parts]
 
 
 def raw_fill(model, prefix: bytes, suffix: bytes, hint: int, no_repeat: int) -> str:
     """The model's fill of one hole, before its stop rule: alone in its batch, on one thread."""
     with pinned_threads(1):
         return model.fill([prefix.decode("utf-8")], [suffix.decode("utf-8")], hint, no_repeat=no_repeat)[0]
+
+
+def raw_fills(model, holes: list[tuple[bytes, bytes, int]], no_repeat: int) -> list[str]:
+    """raw_fill of each (prefix, suffix, hint), FILL_ROWS holes a batch (the same fills: the engine
+    is batch-invariant)."""
+    out: list[str] = []
+    with pinned_threads(1):
+        for a in range(0, len(holes), FILL_ROWS):
+            part = holes[a:a + FILL_ROWS]
+            out += model.fill([p.decode("utf-8") for p, _, _ in part], [s.decode("utf-8") for _, s, _ in part],
+                              [h for _, _, h in part], no_repeat=no_repeat)
+    return out
+
+
+def _fill_key(prefix: bytes, suffix: bytes, hint: int) -> bytes:
+    return hashlib.sha256(b"%d\0%d\0" % (hint, len(prefix)) + prefix + suffix).digest()
 
 
 def fill_seed(seed: Seed, fill) -> bytes:
@@ -256,7 +282,8 @@ class Planner:
         shared = assess.names_elsewhere({files[i].path: files[i].data for i in self.langs})
         task = progress.add_task("assess", total=len(self.langs)) if progress else None
         self.pieces = {}
-        self._fills: dict[bytes, bytes] = {}
+        self._fills: dict[bytes, str] = {}
+        self._repro: dict[bytes, bool] = {}
         self._views: dict[int, object] = {}
         self.texts: dict[int, list[tuple[str, str]]] = {}   # the last repair's regenerated free text
         self.kept_text: dict[int, dict[int, str]] = {}      # the last repair's kept free text: why
@@ -306,8 +333,7 @@ class Planner:
                 a, b = ps[holes[j][0]].start, ps[holes[j][1] - 1].end
                 rule = seed.rule(j)
                 code_hole = strict and rule == "."
-                if code_hole and not self.model.reproduces(prefix.decode("utf-8"), suffix.decode("utf-8"),
-                                                            self.model.encode(data[a:b].decode("utf-8"))):
+                if code_hole and not self.reproduces(prefix, suffix, data[a:b]):
                     mid = b""  # it would not come back as it was: no need to generate it
                 else:
                     mid = self.fill_hole(prefix, suffix, hint, rule)
@@ -367,10 +393,52 @@ class Planner:
 
     def fill_hole(self, prefix: bytes, suffix: bytes, hint: int, rule: str = ".") -> bytes:
         """raw_fill, as reconstruct() calls it, cached by its inputs; then the stop rule."""
-        key = hashlib.sha256(b"%d\0%d\0" % (hint, len(prefix)) + prefix + suffix).digest()
+        key = _fill_key(prefix, suffix, hint)
         if key not in self._fills:
             self._fills[key] = raw_fill(self.model, prefix, suffix, hint, self.no_repeat)
         return cut_fill(self._fills[key], rule, prefix).encode("utf-8")
+
+    def reproduces(self, prefix: bytes, suffix: bytes, middle: bytes) -> bool:
+        """model.reproduces of a code hole, cached by its inputs."""
+        key = _fill_key(prefix, suffix, len(middle)) + middle
+        if key not in self._repro:
+            self._repro[key] = self.model.reproduces(prefix.decode("utf-8"), suffix.decode("utf-8"),
+                                                     self.model.encode(middle.decode("utf-8")))
+        return self._repro[key]
+
+    def prefetch(self, budgets: dict[int, float], strict: bool) -> None:
+        """Compute in batches, across holes and files, what each file's first repair pass at its
+        budget asks the model, assuming every hole before a hole comes back as the original (its
+        prefix is then the original text up to the hole): the reproduces() check of every strict
+        code hole, then the fill of every hole that will be filled. repair() then finds them in its
+        caches (the engine gives a fill in a batch the tokens it gives alone); what the assumption
+        missed is computed there, one at a time, as before."""
+        if not getattr(self.model, "batch_invariant", False):
+            return
+        checks, fills = [], []
+        for i, budget in budgets.items():
+            if budget >= 1.0:
+                continue
+            data, ps = self.files[i].data, self.pieces[i]
+            kept = self.select(i, budget)
+            seed = build_seed(self.model, data, ps, tuple(kept))
+            for j, (hole, hint) in enumerate(zip(hole_ranges(kept), seed.hints)):
+                a, b = ps[hole[0]].start, ps[hole[1] - 1].end
+                case = (data[:a], seed.kept[j + 1], hint, data[a:b])
+                (checks if strict and seed.rule(j) == "." else fills).append(case)
+        todo = [c for c in checks if _fill_key(c[0], c[1], len(c[3])) + c[3] not in self._repro]
+        with pinned_threads(1):
+            for a in range(0, len(todo), FILL_ROWS):
+                part = todo[a:a + FILL_ROWS]
+                got = self.model.reproduces_many([(p.decode("utf-8"), s.decode("utf-8"),
+                                                   self.model.encode(m.decode("utf-8"))) for p, s, _, m in part])
+                for (p, s, _, m), ok in zip(part, got):
+                    self._repro[_fill_key(p, s, len(m)) + m] = ok
+        fills += [c for c in checks if self._repro[_fill_key(c[0], c[1], len(c[3])) + c[3]]]
+        todo = list({_fill_key(p, s, h): (p, s, h) for p, s, h, _ in fills if _fill_key(p, s, h) not in self._fills}
+                    .items())
+        for (key, _), text in zip(todo, raw_fills(self.model, [c for _, c in todo], self.no_repeat)):
+            self._fills[key] = text
 
     def plan(self, budgets: dict[int, float], strict: bool = False) -> dict[int, SeededFile]:
         """For each file, the first budget from budgets[i] up (in BUDGET_STEP) at which the repaired
@@ -378,6 +446,7 @@ class Planner:
         reaches min_similarity; files that get there with at least one hole are returned, the others
         stay exact. Strict: see repair()."""
         budgets = {i: b for i, b in budgets.items() if i in self.langs}
+        self.prefetch(budgets, strict)
         done: dict[int, SeededFile] = {}
         task = self.progress.add_task("reconstruct", total=len(budgets)) if self.progress else None
         for i, budget in budgets.items():

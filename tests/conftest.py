@@ -57,13 +57,19 @@ def prose_fills(monkeypatch):
     """The tiny model writes no text: its fills of comment and docstring holes are identifiers such
     as 'ffffffpp', junk that repair refuses, so nothing would be seeded. With this fixture a hole
     right after a comment marker or opening quotes is filled with a short sentence, the others by
-    the model; pack and unpack both fill through it (seeded.raw_fill)."""
+    the model; pack and unpack both fill through it (seeded.raw_fill, and raw_fills for batches)."""
     from codeseed import seeded
-    real = seeded.raw_fill
+    real, real_many = seeded.raw_fill, seeded.raw_fills
+
+    def prose(prefix: bytes) -> bool:
+        return prefix.rstrip(b" ").endswith((b"#", b'"""', b"'''"))
 
     def fill(model, prefix: bytes, suffix: bytes, hint: int, no_repeat: int) -> str:
-        if prefix.rstrip(b" ").endswith((b"#", b'"""', b"'''")):
-            return "a note"
-        return real(model, prefix, suffix, hint, no_repeat)
+        return "a note" if prose(prefix) else real(model, prefix, suffix, hint, no_repeat)
+
+    def fills(model, holes, no_repeat: int) -> list[str]:
+        rest = iter(real_many(model, [h for h in holes if not prose(h[0])], no_repeat))
+        return ["a note" if prose(h[0]) else next(rest) for h in holes]
 
     monkeypatch.setattr(seeded, "raw_fill", fill)
+    monkeypatch.setattr(seeded, "raw_fills", fills)
