@@ -446,7 +446,9 @@ def _attend_kernel(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last, out):
     stored (int8 keys, int32 values, laid out (DH, N) so the inner loops run along the keys and
     vectorize): qq (R, S, H, DH) int8, qs (R, S, H) f32; new keys nk (R, KV, S, DH) int8, scales nks
     (R, KV, S) f32, values nv (R, KV, S, DH) int32; cache ck (R, KV, DH, N) int8, cks (R, KV, N) f32,
-    cv (R, KV, DH, N) int32; blocked (R, S, N + S). out (R, S, H, DH) float64."""
+    cv (R, KV, DH, N) int32; blocked (R, S, N + S). out (R, S, H, DH) float64.
+    A query that sees itself and none of the cache (a segment's first block) takes _attend_new:
+    masked keys weigh 0 (table[last] == 0), so its integer sums are the same without them."""
     R, S, H, DH = qq.shape
     KV, N = ck.shape[1], ck.shape[3]
     rep = H // KV
@@ -457,6 +459,14 @@ def _attend_kernel(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last, out):
     w = np.empty(N + S, dtype=np.int32)  # weights <= 2^12: int32 x int32 -> int64 products
     for r in range(R):
         for s in range(S):
+            cached = False
+            for j in range(N):
+                if not blocked[r, s, j]:
+                    cached = True
+                    break
+            if not cached and not blocked[r, s, N + s]:
+                _attend_new(qq, qs, nk, nks, nv, blocked, table, last, out, r, s, N, sc, w)
+                continue
             for h in range(H):
                 g = h // rep
                 q = qs[r, s, h]
@@ -500,6 +510,44 @@ def _attend_kernel(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last, out):
 
 
 VALUE_SCALE_DOWN = float(2 ** -VALUE_BITS)
+
+
+@njit(cache=True, nogil=True)
+def _attend_new(qq, qs, nk, nks, nv, blocked, table, last, out, r, s, N, sc, w):
+    """_attend_kernel for query (r, s) over the new keys only (it sees none of the cache): the
+    same operations in the same order, less the keys whose weight is 0."""
+    S, H, DH = qq.shape[1], qq.shape[2], qq.shape[3]
+    rep = H // nk.shape[1]
+    neg = np.float32(-1e30)
+    half = np.float32(0.5)
+    for h in range(H):
+        g = h // rep
+        q = qs[r, s, h]
+        top = neg
+        for j in range(S):
+            if blocked[r, s, N + j]:
+                sc[j] = neg
+                continue
+            acc = np.int32(0)
+            for d in range(DH):
+                acc += np.int32(qq[r, s, h, d]) * np.int32(nk[r, g, j, d])
+            x = (np.float32(acc) * q) * nks[r, g, j]
+            sc[j] = x
+            if x > top:
+                top = x
+        top = top + half
+        den = np.int64(0)
+        for j in range(S):
+            x = top - sc[j]
+            if x > last:
+                x = last
+            w[j] = table[np.int64(x)]
+            den += w[j]
+        for d in range(DH):
+            acc64 = np.int64(0)
+            for j in range(S):
+                acc64 += np.int64(w[j]) * np.int64(nv[r, g, j, d])
+            out[r, s, h, d] = np.float64(acc64) / np.float64(den) * VALUE_SCALE_DOWN
 
 
 def _attend_cpu(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last) -> torch.Tensor:

@@ -391,54 +391,32 @@ class Planner:
         """reconstruct() of one seed, through the fill cache (the same bytes, computed once)."""
         return fill_seed(seed, self.fill_hole)
 
+    def _key(self, prefix: bytes, suffix: bytes, hint: int) -> tuple | bytes:
+        """What a fill of `hint` tokens depends on: the model's FIM prompt (the end of the prefix and
+        the start of the suffix that fit), so a later repair pass, which lengthens a suffix past
+        what the prompt holds, finds the fill computed before."""
+        m = self.model
+        if not hasattr(m, "_fim_prompt"):
+            return _fill_key(prefix, suffix, hint)
+        return hint, tuple(m._fim_prompt(prefix.decode("utf-8"), suffix.decode("utf-8"), m._prompt_room(hint)))
+
     def fill_hole(self, prefix: bytes, suffix: bytes, hint: int, rule: str = ".") -> bytes:
-        """raw_fill, as reconstruct() calls it, cached by its inputs; then the stop rule."""
-        key = _fill_key(prefix, suffix, hint)
+        """raw_fill, as reconstruct() calls it, cached by its prompt; then the stop rule."""
+        key = self._key(prefix, suffix, hint)
         if key not in self._fills:
             self._fills[key] = raw_fill(self.model, prefix, suffix, hint, self.no_repeat)
         return cut_fill(self._fills[key], rule, prefix).encode("utf-8")
 
-    def reproduces(self, prefix: bytes, suffix: bytes, middle: bytes) -> bool:
-        """model.reproduces of a code hole, cached by its inputs."""
-        key = _fill_key(prefix, suffix, len(middle)) + middle
-        if key not in self._repro:
-            self._repro[key] = self.model.reproduces(prefix.decode("utf-8"), suffix.decode("utf-8"),
-                                                     self.model.encode(middle.decode("utf-8")))
-        return self._repro[key]
+    def _check_key(self, prefix: bytes, suffix: bytes, middle: bytes) -> tuple:
+        ids = tuple(self.model.encode(middle.decode("utf-8")))
+        return self._key(prefix, suffix, len(ids)), ids
 
-    def prefetch(self, budgets: dict[int, float], strict: bool) -> None:
-        """Compute in batches, across holes and files, what each file's first repair pass at its
-        budget asks the model, assuming every hole before a hole comes back as the original (its
-        prefix is then the original text up to the hole): the reproduces() check of every strict
-        code hole, then the fill of every hole that will be filled. repair() then finds them in its
-        caches (the engine gives a fill in a batch the tokens it gives alone); what the assumption
-        missed is computed there, one at a time, as before."""
-        if not getattr(self.model, "batch_invariant", False):
-            return
-        checks, fills = [], []
-        for i, budget in budgets.items():
-            if budget >= 1.0:
-                continue
-            data, ps = self.files[i].data, self.pieces[i]
-            kept = self.select(i, budget)
-            seed = build_seed(self.model, data, ps, tuple(kept))
-            for j, (hole, hint) in enumerate(zip(hole_ranges(kept), seed.hints)):
-                a, b = ps[hole[0]].start, ps[hole[1] - 1].end
-                case = (data[:a], seed.kept[j + 1], hint, data[a:b])
-                (checks if strict and seed.rule(j) == "." else fills).append(case)
-        todo = [c for c in checks if _fill_key(c[0], c[1], len(c[3])) + c[3] not in self._repro]
-        with pinned_threads(1):
-            for a in range(0, len(todo), FILL_ROWS):
-                part = todo[a:a + FILL_ROWS]
-                got = self.model.reproduces_many([(p.decode("utf-8"), s.decode("utf-8"),
-                                                   self.model.encode(m.decode("utf-8"))) for p, s, _, m in part])
-                for (p, s, _, m), ok in zip(part, got):
-                    self._repro[_fill_key(p, s, len(m)) + m] = ok
-        fills += [c for c in checks if self._repro[_fill_key(c[0], c[1], len(c[3])) + c[3]]]
-        todo = list({_fill_key(p, s, h): (p, s, h) for p, s, h, _ in fills if _fill_key(p, s, h) not in self._fills}
-                    .items())
-        for (key, _), text in zip(todo, raw_fills(self.model, [c for _, c in todo], self.no_repeat)):
-            self._fills[key] = text
+    def reproduces(self, prefix: bytes, suffix: bytes, middle: bytes) -> bool:
+        """model.reproduces of a code hole, cached by its prompt and middle."""
+        key = self._check_key(prefix, suffix, middle)
+        if key not in self._repro:
+            self._repro[key] = self.model.reproduces(prefix.decode("utf-8"), suffix.decode("utf-8"), list(key[1]))
+        return self._repro[key]
 
     def plan(self, budgets: dict[int, float], strict: bool = False) -> dict[int, SeededFile]:
         """For each file, the first budget from budgets[i] up (in BUDGET_STEP) at which the repaired
@@ -446,7 +424,6 @@ class Planner:
         reaches min_similarity; files that get there with at least one hole are returned, the others
         stay exact. Strict: see repair()."""
         budgets = {i: b for i, b in budgets.items() if i in self.langs}
-        self.prefetch(budgets, strict)
         done: dict[int, SeededFile] = {}
         task = self.progress.add_task("reconstruct", total=len(budgets)) if self.progress else None
         for i, budget in budgets.items():

@@ -67,27 +67,6 @@ def test_batched_fills_equal_fills_one_at_a_time(tiny_model):
     assert seeded.reconstruct(tiny_model, seeds) == [seeded.fill_seed(s, one) for s in seeds]
 
 
-@pytest.mark.parametrize("strict", [True, False])
-def test_prefetch_changes_no_repair(tiny_model, monkeypatch, prose_fills, strict):
-    """Planner.prefetch computes fills and checks in batches ahead of repair(); what repair then
-    returns must be what it computes without them, and the batches must have done the work."""
-    files = [SourceFile(f"inventory/{n}", (FIXTURE / "inventory" / n).read_bytes(), False)
-             for n in ("store.py", "models.py")]
-    results, calls = [], []
-    real, real_check = seeded.raw_fill, type(tiny_model).reproduces
-    monkeypatch.setattr(seeded, "raw_fill", lambda *a: calls.append(len(results)) or real(*a))
-    monkeypatch.setattr(type(tiny_model), "reproduces", lambda *a: calls.append(len(results)) or real_check(*a))
-    for prefetch in (False, True):
-        planner = seeded.Planner(files, tiny_model)
-        if prefetch:
-            planner.prefetch({0: 0.4, 1: 0.4}, strict)
-        results.append([(s.kept, s.hints, recon) for s, recon in
-                         (planner.repair(i, planner.select(i, 0.4), strict) for i in (0, 1))])
-    assert results[0] == results[1]
-    assert any(hints for _, hints, _ in results[0])  # holes were left, so fills mattered
-    assert calls.count(1) < calls.count(0)  # fills and checks one at a time, left after the batches
-
-
 def crafted_seeded_archive(tmp_path, model, recon_sha: str | None = None, no_repeat: int | None = seeded.NO_REPEAT):
     """A seeded archive as pack writes it; no_repeat None: as codeseed wrote it before it recorded
     its fill settings (holes filled by plain greedy)."""
