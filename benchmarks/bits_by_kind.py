@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.speed import KINDS, kind_of  # noqa: E402
+from benchmarks.speed import KINDS, kind_of, tree_of  # noqa: E402
 from codeseed import candidates, codecs, lmcodec, packing  # noqa: E402
 from codeseed.cm import MixSettings  # noqa: E402
 from codeseed.model import CodeModel  # noqa: E402
@@ -37,14 +36,6 @@ MIXES = {"main": MixSettings(ngram_orders=(2, 3), ngram_alpha=(6, 3), match=True
          "default": MixSettings(),
          "adaptive": MixSettings(adaptive=True),
          "adaptive 1-4": MixSettings(ngram_orders=(1, 2, 3, 4), ngram_alpha=(24, 6, 3, 2), adaptive=True)}
-
-
-def tree_of(src: Path, work: Path) -> Path:
-    if src.is_dir():
-        return src
-    with tarfile.open(src) as tf:
-        tf.extractall(work / "src", filter="data")
-    return next((work / "src").iterdir())
 
 
 def measure(src: Path, model: CodeModel, mixes: list[str], max_bytes: int) -> dict:
@@ -126,9 +117,11 @@ def main() -> None:
     for p in rows:
         for f in p["files"]:
             if f["bytes"] > candidates.MODEL_MAX_BYTES:
-                print(f"- {p['project']}/{f['path']}: {f['bytes']:,} bytes, LM " + ", ".join(
-                    f"{f['lm'][m]:,.0f}" for m in mixes) + f", zstd/xz {f['alone_before']:,}, cm {f['alone_after']:,}, "
-                    f"cm block {f['block'] if f['block'] is None else round(f['block']):,}")
+                def n(x) -> str:
+                    return "-" if x is None else f"{round(x):,}"
+                print(f"- {p['project']}/{f['path']}: {f['bytes']:,} bytes, LM "
+                      + ", ".join(n(f['lm'][m]) for m in mixes)
+                      + f", zstd/xz {n(f['alone_before'])}, cm {n(f['alone_after'])}, cm block {n(f['block'])}")
 
 
 if __name__ == "__main__":

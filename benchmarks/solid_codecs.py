@@ -26,7 +26,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from codeseed import codecs  # noqa: E402
 from codeseed.candidates import model_candidate  # noqa: E402
 from codeseed.packing import block_order, solid_candidate  # noqa: E402
 from codeseed.walk import scan  # noqa: E402
+from benchmarks.speed import tree_of  # noqa: E402
 
 
 ORDER = "ext"
@@ -103,14 +103,6 @@ def zpaq_cli(block: bytes, work: Path) -> tuple[int, float, float] | None:
     t = time.perf_counter()
     subprocess.run(["zpaq", "extract", str(z), "-to", str(work / "x")], cwd=work, check=True, capture_output=True)
     return z.stat().st_size, t_pack, time.perf_counter() - t
-
-
-def tree_of(src: Path, work: Path) -> Path:
-    if src.is_dir():
-        return src
-    with tarfile.open(src) as tf:
-        tf.extractall(work / "src", filter="data")
-    return next((work / "src").iterdir())
 
 
 def block_files(root: Path, which: str, work: Path, outside: set[str] | None = None) -> list:

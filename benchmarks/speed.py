@@ -84,12 +84,20 @@ def archive_split(path: Path) -> dict:
             "overhead_per_file": (index + header + footer) / files}
 
 
+def tree_of(src: Path, work: Path) -> Path:
+    """The project's folder: `src` itself, or the one folder its sdist (.tar.gz) or npm .tgz holds,
+    unpacked under `work`."""
+    if src.is_dir():
+        return src
+    with tarfile.open(src) as tf:
+        tf.extractall(work / "src", filter="data")
+    return next((work / "src").iterdir())
+
+
 def measure(sdist: Path, repeat: int, jobs: int, unpack_too: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        with tarfile.open(sdist) as tf:
-            tf.extractall(work / "src", filter="data")
-        root = next((work / "src").iterdir())
+        root = tree_of(sdist, work)
         raw = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
         tar_path = work / f"{root.name}.tar"
         tar = make_tar(root, tar_path)

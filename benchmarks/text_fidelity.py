@@ -48,11 +48,16 @@ _spec.loader.exec_module(fidelity)
 
 def seeds_of(arc: archive.Archive, lm: CodeModel) -> dict[str, seeded.Seed]:
     """The seed of every seeded entry (its payload decoded, before reconstruction)."""
-    out = {e.path: codecs.decode_classical(e.codec, arc.payload(e)) for e in arc.entries if e.codec in codecs.CLASSICAL}
+    from codeseed.unpacking import _Blocks
+    blocks = _Blocks(arc, None)
+    try:
+        out = [b"".join(blocks.chunks(e)) if e.codec in codecs.CLASSICAL else b"" for e in arc.entries]
+    finally:
+        blocks.close()
     if any(e.codec == "lm" for e in arc.entries):
-        out.update(exact.decode(arc, out, lm))
-    return {e.path: seeded.Seed.parse(out[e.path], [int(h) for h in e.meta["holes"]], str(e.meta.get("stops", "")))
-            for e in arc.entries if e.fidelity != "exact"}
+        exact.decode(arc, out, lm)
+    return {e.path: seeded.Seed.parse(out[k], [int(h) for h in e.meta["holes"]], str(e.meta.get("stops", "")))
+            for k, e in enumerate(arc.entries) if e.fidelity != "exact"}
 
 
 def aligned_holes(seed: seeded.Seed, original: bytes, recon: bytes, lm: CodeModel) -> list[tuple[str, bytes, bytes]]:

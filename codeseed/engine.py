@@ -343,7 +343,6 @@ class ExactLM:
         win = cache["window"]
         slots = win - 1
         H, KV, DH = self.heads, self.kv_heads, self.head_dim
-        rep = H // KV
         h = torch.round(self.embed[tokens] * float(2 ** RESID_BITS)).long()          # (R, S, D)
         cos, sin = self._rope_at(pos.clamp(min=0))                                   # (R, S, DH/2)
         cos, sin = cos[:, :, None, :], sin[:, :, None, :]

@@ -22,8 +22,6 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from rapidfuzz.distance import Levenshtein
-
 from codeseed import assess, fidelity, select, spans
 from codeseed.candidates import model_candidate
 from codeseed.engine import pinned_threads

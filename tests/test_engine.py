@@ -1,9 +1,6 @@
 """The exact engine, the integer entropy model and the lockstep LM stream: same numbers everywhere."""
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
 import subprocess
 import sys

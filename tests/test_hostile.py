@@ -10,8 +10,6 @@ import hashlib
 import json
 import lzma
 import os
-import resource
-import shutil
 import stat
 import struct
 import subprocess
