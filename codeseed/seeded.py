@@ -206,14 +206,18 @@ def raw_fill(model, prefix: bytes, suffix: bytes, hint: int, no_repeat: int) -> 
 
 
 def raw_fills(model, holes: list[tuple[bytes, bytes, int]], no_repeat: int) -> list[str]:
-    """raw_fill of each (prefix, suffix, hint), FILL_ROWS holes a batch (the same fills: the engine
-    is batch-invariant)."""
-    out: list[str] = []
+    """raw_fill of each (prefix, suffix, hint), in order: FILL_ROWS holes a batch, holes of like
+    hints together (a batch steps until its longest fill ends). The same fills as one at a time:
+    the engine is batch-invariant."""
+    out: list[str] = [""] * len(holes)
+    order = sorted(range(len(holes)), key=lambda k: holes[k][2])
     with pinned_threads(1):
-        for a in range(0, len(holes), FILL_ROWS):
-            part = holes[a:a + FILL_ROWS]
-            out += model.fill([p.decode("utf-8") for p, _, _ in part], [s.decode("utf-8") for _, s, _ in part],
-                              [h for _, _, h in part], no_repeat=no_repeat)
+        for a in range(0, len(order), FILL_ROWS):
+            part = order[a:a + FILL_ROWS]
+            got = model.fill([holes[k][0].decode("utf-8") for k in part], [holes[k][1].decode("utf-8") for k in part],
+                             [holes[k][2] for k in part], no_repeat=no_repeat)
+            for k, text in zip(part, got):
+                out[k] = text
     return out
 
 
@@ -280,8 +284,8 @@ class Planner:
         shared = assess.names_elsewhere({files[i].path: files[i].data for i in self.langs})
         task = progress.add_task("assess", total=len(self.langs)) if progress else None
         self.pieces = {}
-        self._fills: dict[bytes, str] = {}
-        self._repro: dict[bytes, bool] = {}
+        self._fills: dict[tuple | bytes, str] = {}   # by _key()
+        self._repro: dict[tuple, bool] = {}          # by _check_key()
         self._views: dict[int, object] = {}
         self.texts: dict[int, list[tuple[str, str]]] = {}   # the last repair's regenerated free text
         self.kept_text: dict[int, dict[int, str]] = {}      # the last repair's kept free text: why
