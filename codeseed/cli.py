@@ -157,7 +157,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps({"archive": str(args.archive), "archive_bytes": size, "model": header.model,
                           "flags": header.flags, "settings": header.settings,
                           "entries": [{"path": e.path, "size": e.size, "stored_bytes": e.stored_share(),
-                                       "codec": e.codec, "solid": e.fidelity == "exact" and e.decoded_size() > e.size,
+                                       "codec": e.codec, "solid": e.in_block() and e.codec != "lm",
                                        "fidelity": e.fidelity, "mode": oct(e.permissions()) if not e.is_symlink else None,
                                        "executable": e.executable, "symlink": e.is_symlink,
                                        "sha256": e.sha256.hex(), "why": placement(e),
@@ -178,7 +178,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             fid += f" (budget {e.meta['budget']:.2f}, AST sim {e.meta['similarity']:.2f}"
             fid += f", {e.meta['judge']}" if "judge" in e.meta else ""
             fid += f", text chrF {e.meta['chrf']:.1f})" if "chrf" in e.meta else ")"
-        solid = e.fidelity == "exact" and e.decoded_size() > e.size
+        solid = e.in_block() and e.codec != "lm"  # a slice of a solid block (the LM stream is not one)
         table.add_row(Text(name), str(e.size), str(e.stored_share()), Text(display(e.codec) + (" solid" if solid else "")),
                       fid, Text(display(placement(e))))
     raw = sum(e.size for e in entries)
