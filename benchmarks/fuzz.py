@@ -713,7 +713,7 @@ def main_cli(argv: list[str] | None = None) -> int:
     summary = {"cases": c.cases, "seconds": round(seconds, 1), "cases_per_second": round(c.cases / seconds, 1),
                "seed": args.seed, "by_kind": c.by_kind, "corpus": "5 archives: 3 packed --classical here "
                "(every classical codec, solid blocks, links, modes, odd names), tests/data/format1.cseed and "
-               "format2.cseed; structured cases are written in format 3, a quarter of them in format 2",
+               "format2.cseed; structured cases are written in the current format (4), a quarter of them in format 2",
                "time_limit_s": TIME_LIMIT, "memory_limit_mb": MEMORY_LIMIT_MB, **c.stats,
                "harness_peak_mb": round(_peak_mb(), 1),
                "distinct_failures": c.outcomes, "kept": c.saved}
