@@ -12,8 +12,8 @@ import pytest
 import codeseed
 from codeseed import archive, codecs, exact, lmcodec, packing
 from codeseed.errors import ArchiveError, ModelMismatchError
-from tests.conftest import make_tiny_model
 from codeseed.walk import scan
+from tests.conftest import make_tiny_model
 from tests.test_archive import FIXTURE, tree_digest
 
 
