@@ -60,6 +60,8 @@ FOOTERS = {1: struct.Struct("<QQI8s"), 2: struct.Struct("<QQI8s"), 3: struct.Str
            4: struct.Struct("<QQQI8s")}
 TYPED_META = ("n", "lm", "alt")  # format 4: these meta keys are varint columns (value + 1; 0: absent), not JSON
 INDEX_XZ, INDEX_CM = 0, 1     # format 4: the index blob's first byte, the codec of the rest
+INDEX_CM_MAX_RATIO = 64       # a cm-coded index decodes to at most this many bytes a coded byte (real ones: 3-5);
+                              # cm decodes ~0.3 MB/s, so a small index claiming much would hold unpack for minutes
 FIDELITIES = ("exact", "seeded", "seeded+similarity", "seeded+tests")
 MAX_SIZE = 1 << 40            # bytes: an entry's size or a payload's decoded size (1 TiB)
 MAX_INDEX_BYTES = 1 << 30     # decoded index; formats 1-2 do not declare its size, 3 does
@@ -426,7 +428,7 @@ def _compress_index(raw: bytes) -> bytes:
     xz = bytes([INDEX_XZ]) + codecs.xz_encode(raw)
     from codeseed import bytecm
     cm = bytes([INDEX_CM]) + bytecm.encode(raw)
-    return cm if len(cm) < len(xz) else xz
+    return cm if len(cm) < len(xz) and len(raw) <= INDEX_CM_MAX_RATIO * (len(cm) - 1) else xz
 
 
 def _decompress_index(index: bytes, version: int, raw_len: int) -> bytes:
@@ -436,6 +438,8 @@ def _decompress_index(index: bytes, version: int, raw_len: int) -> bytes:
         raise ArchiveError("corrupt archive (unknown index codec)")
     if index[0] == INDEX_XZ:
         return codecs.xz_decode(index[1:], raw_len)
+    if raw_len > INDEX_CM_MAX_RATIO * (len(index) - 1):
+        raise ArchiveError(f"corrupt archive (a {len(index) - 1}-byte cm index cannot hold {raw_len} bytes)")
     from codeseed import bytecm
     return bytecm.decode(index[1:], raw_len)
 

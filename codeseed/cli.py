@@ -160,7 +160,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                                        "codec": e.codec, "solid": e.in_block() and e.codec != "lm",
                                        "fidelity": e.fidelity, "mode": oct(e.permissions()) if not e.is_symlink else None,
                                        "executable": e.executable, "symlink": e.is_symlink,
-                                       "sha256": e.sha256.hex(), "why": placement(e),
+                                       "sha256": e.sha256.hex(), "why": placement(e, bool(header.model)),
                                        **({"meta": e.meta} if e.meta else {})}
                                       for e in entries]}, indent=2))
         return 0
@@ -180,7 +180,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             fid += f", text chrF {e.meta['chrf']:.1f})" if "chrf" in e.meta else ")"
         solid = e.in_block() and e.codec != "lm"  # a slice of a solid block (the LM stream is not one)
         table.add_row(Text(name), str(e.size), str(e.stored_share()), Text(display(e.codec) + (" solid" if solid else "")),
-                      fid, Text(display(placement(e))))
+                      fid, Text(display(placement(e, bool(header.model)))))
     raw = sum(e.size for e in entries)
     table.add_section()
     table.add_row(f"{len(entries)} entries", str(raw), str(size), "", f"{100 * size / raw:.1f}%" if raw else "")

@@ -65,10 +65,14 @@ class MixSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> MixSettings:
-        orders, alpha = tuple(int(x) for x in d["ngram_orders"]), tuple(int(x) for x in d["ngram_alpha"])
-        if len(orders) != len(alpha) or any(not 1 <= o <= 8 for o in orders) or any(a < 1 for a in alpha):
+        orders, alpha, flags = d["ngram_orders"], d["ngram_alpha"], (d["match"], d.get("adaptive", False))
+        if not (isinstance(orders, list) and isinstance(alpha, list) and all(type(x) is int for x in orders + alpha)
+                and all(type(f) is bool for f in flags)):
+            raise TypeError("mixing settings of the wrong type")
+        if (len(orders) != len(alpha) or len(orders) > 8 or any(not 1 <= o <= 8 for o in orders)
+                or any(not 1 <= a <= 1 << 16 for a in alpha)):
             raise ValueError("bad mixing settings")
-        return cls(orders, alpha, bool(d["match"]), bool(d.get("adaptive", False)))
+        return cls(tuple(orders), tuple(alpha), *flags)
 
 
 class State:

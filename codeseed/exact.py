@@ -140,6 +140,8 @@ def decode(arc: Archive, out: list[bytes], model: CodeModel, progress=None, jobs
         if arc.header.settings.get("engine") != ENGINE:
             raise ValueError(f"engine {arc.header.settings.get('engine')!r} is not {ENGINE!r}")
         settings = lmcodec.StreamSettings.from_dict(arc.header.settings["lm"])
+        if settings.window > model.context:  # pack uses the model's at most; a window sizes the KV cache
+            raise ValueError(f"window {settings.window} is over the model's context ({model.context})")
     except (KeyError, TypeError, ValueError) as err:
         raise ArchiveError(f"{arc.path}: corrupt archive (LM settings: {err})") from None
     entries = arc.entries

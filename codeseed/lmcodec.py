@@ -46,7 +46,11 @@ class StreamSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> StreamSettings:
-        s = cls(int(d["window"]), int(d["rows"]), int(d["chunk"]), MixSettings.from_dict(d["mix"]))
+        """TypeError or ValueError on anything but integers in range (exact.decode also checks the
+        window against the model's: a window is a KV cache of that many positions a row)."""
+        if not all(type(d[k]) is int for k in ("window", "rows", "chunk")):
+            raise TypeError("stream settings are not integers")
+        s = cls(d["window"], d["rows"], d["chunk"], MixSettings.from_dict(d["mix"]))
         if not (2 <= s.window <= 1 << 16 and 1 <= s.rows <= 1 << 12 and 1 <= s.chunk <= 1 << 24):
             raise ValueError("stream settings out of range")
         return s

@@ -40,7 +40,7 @@ class FileReport:
     note: str = ""                # a source file stored exact by seeded mode: why
 
 
-def placement(e: archive.Entry) -> str:
+def placement(e: archive.Entry, model: bool = True) -> str:
     """Why an entry is stored as it is, from the index alone: for a file the LM scored, the two
     measured sizes that decided (meta "lm" and "alt": bytes in the LM stream, and alone or in a
     solid block, whichever was smaller)."""
@@ -63,6 +63,8 @@ def placement(e: archive.Entry) -> str:
     from codeseed.candidates import MODEL_MAX_BYTES
     if e.size == 0:
         return "empty"
+    if not model:
+        return f"{where}: no model in this archive (classical mode, or an older archive)"
     if e.size > MODEL_MAX_BYTES:
         return f"{where}: over {MODEL_MAX_BYTES:,} bytes, not given to the LM"
     return f"{where}: not text the LM takes (binary, not UTF-8, minified, or its tokens do not give it back)"
@@ -388,4 +390,4 @@ def load_model(model: str | Path | CodeModel | None, device: str = "cpu") -> Cod
 def write_report(dst: Path, header: archive.Header, entries: list[archive.Entry], payloads: list[bytes]) -> PackReport:
     size = archive.write(dst, header, entries, payloads)
     return PackReport(dst, size, [FileReport(e.path, e.size, e.stored_share(), e.codec, e.fidelity, e.meta.get("budget"),
-                                             why=placement(e)) for e in entries])
+                                             why=placement(e, bool(header.model))) for e in entries])

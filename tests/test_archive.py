@@ -5,6 +5,7 @@ import hashlib
 import os
 import shutil
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -293,3 +294,25 @@ def test_cli_entry_point_runs(sample, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == ArchiveError.exit_code
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_a_small_cm_index_cannot_claim_a_large_one(tmp_path):
+    """The cm codec decodes ~0.3 MB/s: an index of a few KB claiming hundreds of MB would hold
+    `info` for minutes. A cm index decodes to at most INDEX_CM_MAX_RATIO bytes a coded byte."""
+    import zlib
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("hello\n")
+    dst = tmp_path / "a.cseed"
+    codeseed.pack(src, dst, mode="classical")
+    data = dst.read_bytes()
+    footer = archive.FOOTERS[archive.FORMAT_VERSION]
+    ioff, ilen, raw_len, _, end = footer.unpack(data[-footer.size:])
+    index = bytes([archive.INDEX_CM]) + bytes(8000)
+    claim = archive.INDEX_CM_MAX_RATIO * 8000 + 1
+    (tmp_path / "bad.cseed").write_bytes(data[:ioff] + index + footer.pack(ioff, len(index), claim,
+                                                                           zlib.crc32(index), end))
+    t = time.perf_counter()
+    with pytest.raises(ArchiveError, match="index"):
+        archive.Archive(tmp_path / "bad.cseed")
+    assert time.perf_counter() - t < 5

@@ -245,3 +245,46 @@ def test_format3_archives_still_decode_exactly(tmp_path, kind):
     got = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
            for p in out.rglob("*") if p.is_file()}
     assert got == want
+
+
+def _with_header(data: bytes, change) -> bytes:
+    """The format-4 archive with its header (in the index) changed by change(dict), CRCs valid."""
+    import json
+    import zlib
+    footer = archive.FOOTERS[archive.FORMAT_VERSION]
+    ioff, ilen, raw_len, _, end = footer.unpack(data[-footer.size:])
+    index = archive._decompress_index(data[ioff:ioff + ilen], archive.FORMAT_VERSION, raw_len)
+    hlen, pos = codecs.read_varint(index, 0)
+    header = json.loads(index[pos:pos + hlen])
+    change(header)
+    blob = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    raw = codecs.varint(len(blob)) + blob + index[pos + hlen:]
+    coded = archive._compress_index(raw)
+    return data[:ioff] + coded + footer.pack(ioff, len(coded), len(raw), zlib.crc32(coded), end)
+
+
+@pytest.mark.parametrize("key, value", [("window", 65536), ("window", 128), ("rows", "12"), ("rows", 1.5),
+                                        ("mix.match", "x"), ("mix.adaptive", 10**15), ("mix.ngram_alpha", [10**9, 3])])
+def test_stream_settings_of_the_wrong_type_or_size_are_refused_at_once(sample, tmp_path, tiny_model,
+                                                                      tiny_model_path, key, value):
+    """A header's LM settings size the decoder's KV cache and tables: a window over the model's
+    context (65,536 took 18 GB before this check), or a value of the wrong type, is exit 4 in one
+    line before any decoding."""
+    import time
+    src = tmp_path / "a.cseed"
+    codeseed.pack(sample, src, mode="exact", model=tiny_model)
+
+    def change(h):
+        lm = h["settings"]["lm"]
+        if key.startswith("mix."):
+            lm["mix"][key[4:]] = value
+        else:
+            lm[key] = value
+    bad = tmp_path / "bad.cseed"
+    bad.write_bytes(_with_header(src.read_bytes(), change))
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "codeseed", "test", str(bad), "--model", str(tiny_model_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == ArchiveError.exit_code and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "LM settings" in r.stderr
+    assert time.perf_counter() - t < 60
