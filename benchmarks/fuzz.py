@@ -413,32 +413,24 @@ def index_bytes(draw, blob: bytes) -> bytes:
     ops = draw(st.lists(st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "cut"]), st.integers(0, 2**16),
                                   st.integers(0, 255)), min_size=1, max_size=4))
 
-    def mutate(raw: bytes) -> bytes:
-        b = bytearray(raw)
-        for op, at, val in ops:
-            i = at % (len(b) + 1)
-            if op == "flip" and i < len(b):
-                b[i] ^= 1 << (val % 8)
-            elif op == "set" and i < len(b):
-                b[i] = val
-            elif op == "insert":
-                b[i:i] = bytes([val])
-            elif op == "delete" and i < len(b):
-                del b[i]
-            elif op == "cut":
-                del b[i:]
-        return bytes(b)
-    return reframe_index(blob, mutate)
+    return reframe_index(blob, lambda raw: _edit(raw, ops))
 
 
 @st.composite
 def file_bytes(draw, blob: bytes) -> bytes:
-    b = bytearray(blob)
-    for op, at, val in draw(st.lists(st.tuples(st.sampled_from(["flip", "insert", "delete", "cut"]),
-                                               st.integers(0, 2**20), st.integers(0, 255)), min_size=1, max_size=3)):
+    return _edit(blob, draw(st.lists(st.tuples(st.sampled_from(["flip", "insert", "delete", "cut"]),
+                                               st.integers(0, 2**20), st.integers(0, 255)), min_size=1, max_size=3)))
+
+
+def _edit(data: bytes, ops) -> bytes:
+    """`data` with each (op, at, value) applied in turn: flip a bit, set a byte, insert, delete, cut."""
+    b = bytearray(data)
+    for op, at, val in ops:
         i = at % (len(b) + 1)
         if op == "flip" and i < len(b):
             b[i] ^= 1 << (val % 8)
+        elif op == "set" and i < len(b):
+            b[i] = val
         elif op == "insert":
             b[i:i] = bytes([val])
         elif op == "delete" and i < len(b):

@@ -139,6 +139,14 @@ def _ctx_hash(hist, r, n, order):
 
 
 @njit(cache=True, inline="always")
+def _ngram_slot(hist, r, n, order, size):
+    """Row r's context of `order` tokens in an n-gram table of `size` slots (a power of two): its
+    slot and the check value that names the context there (predict, learn and update agree)."""
+    h = _ctx_hash(hist, r, n, order)
+    return np.int64(h & np.uint64(size - 1)), np.int64(h >> np.uint64(33))
+
+
+@njit(cache=True, inline="always")
 def _log2(x, table):
     """log2(x) for x >= 1, in units of 2^-16 (12 bits of mantissa, from table)."""
     e = 0
@@ -198,9 +206,8 @@ def _predict(r, acc, scale, head_scale, F, sp_tok, sp_mass, orders, alpha, ng_ch
         order = orders[k]
         if n < order:
             continue
-        h = _ctx_hash(hist, r, n, order)
-        slot = np.int64(h & np.uint64(ng_check.shape[1] - 1))
-        if ng_check[k, slot] != np.int64(h >> np.uint64(33)):
+        slot, chk = _ngram_slot(hist, r, n, order, ng_check.shape[1])
+        if ng_check[k, slot] != chk:
             continue
         total = np.int64(0)
         for j in range(ng_tok.shape[2]):
@@ -278,9 +285,8 @@ def _learn_alphas(r, token, f0, t0, orders, alpha, ng_check, ng_tok, ng_cnt, his
         order = orders[k]
         if n < order:
             continue
-        h = _ctx_hash(hist, r, n, order)
-        slot = np.int64(h & np.uint64(ng_check.shape[1] - 1))
-        if ng_check[k, slot] != np.int64(h >> np.uint64(33)):
+        slot, chk = _ngram_slot(hist, r, n, order, ng_check.shape[1])
+        if ng_check[k, slot] != chk:
             continue
         total = np.int64(0)
         c_tok = np.int64(0)
@@ -322,9 +328,7 @@ def _update(r, token, orders, alpha, ng_check, ng_tok, ng_cnt, match_on, mt, his
         order = orders[k]
         if n < order:
             continue
-        h = _ctx_hash(hist, r, n, order)
-        slot = np.int64(h & np.uint64(ng_check.shape[1] - 1))
-        chk = np.int64(h >> np.uint64(33))
+        slot, chk = _ngram_slot(hist, r, n, order, ng_check.shape[1])
         if ng_check[k, slot] != chk:  # empty, or another context: take the slot over
             ng_check[k, slot] = chk
             for j in range(ng_tok.shape[2]):
