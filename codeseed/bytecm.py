@@ -54,7 +54,7 @@ def _hash(h, x):
     return ((h + np.uint64(x) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)) ^ (h >> np.uint64(29))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _run(mode, buf, n, stream, tbits, stretch, squash, params, cost, bitcost):
     """Encode (mode 0: buf holds n bytes, stream receives the code; returns its length) or decode
     (mode 1: stream holds the code, buf receives n bytes; returns the bytes of stream consumed, or
@@ -231,8 +231,9 @@ def bit_cost_table() -> np.ndarray:
     out = [0]
     with localcontext() as ctx:
         ctx.prec = 40
+        ln2 = Decimal(2).ln()
         for p in range(1, 4097):
-            out.append(int((-(Decimal(p) / 4096).ln() / Decimal(2).ln() * 65536).to_integral_value()))
+            out.append(int((-(Decimal(p) / 4096).ln() / ln2 * 65536).to_integral_value()))
     return np.array(out, dtype=np.int64)
 
 

@@ -122,8 +122,9 @@ def log2_table() -> np.ndarray:
     out = []
     with localcontext() as ctx:
         ctx.prec = 40
+        ln2 = Decimal(2).ln()
         for i in range(4097):
-            out.append(int(((1 + Decimal(i) / 4096).ln() / Decimal(2).ln() * 65536).to_integral_value()))
+            out.append(int(((1 + Decimal(i) / 4096).ln() / ln2 * 65536).to_integral_value()))
     return np.array(out, dtype=np.int64)
 
 

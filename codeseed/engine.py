@@ -38,13 +38,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from numba import njit
 
+from codeseed import engine_cpu as kernels
 from codeseed.errors import InputError
 
 RESID_BITS = 16       # residual stream: int64 units of 2^-16
 VALUE_BITS = 16       # attention values: integers in units of 2^-16, |v| < 2^31 units
 VALUE_LIMIT = float(2 ** 31 - 1)
+assert kernels.VALUE_SCALE_DOWN == 2.0 ** -VALUE_BITS
 ATT_SCALE_BITS = 12   # attention weights are integers 1..2^12 (0 outside the window)
 ATT_STEPS = 128       # attention scores are resolved to 1/128 before the exp table
 SIGMOID_STEPS = 256   # SiLU's sigmoid is tabulated every 1/256 ...
@@ -265,7 +266,7 @@ class ExactLM:
         # one factor per query: the 1/sqrt(head_dim) of attention and the exp table's steps
         self.score_factor = ATT_STEPS / math.sqrt(self.head_dim)
         self.int_mm = _has_int_mm(self.device)
-        self.cpu_kernel = self.device.type == "cpu"  # attention by _attend_kernel, else by torch (_attend)
+        self.cpu_kernel = self.device.type == "cpu"  # _forward_cpu (engine_cpu kernels), else _forward_torch
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------ pieces
@@ -339,19 +340,22 @@ class ExactLM:
         holding integers and scale (R, S, 1) float32; the logit of token v is, in float64,
         (acc * scale) * head_scale[v] (logits()).
         """
-        R, S = tokens.shape
+        if self.cpu_kernel:
+            return self._forward_cpu(tokens, pos, seg, cache)
+        return self._forward_torch(tokens, pos, seg, cache)
+
+    def _plan(self, pos: torch.Tensor, seg: torch.Tensor, cache: dict) -> tuple[torch.Tensor, ...]:
+        """What a call may attend and where its keys go: blocked (R, S, W-1+S) bool, True where
+        query i may not see key j (cached keys first, then the S new ones); and the ring slots
+        (rr, jj, slot), each (P,) int64, of the new positions that stay in the cache."""
         win = cache["window"]
         slots = win - 1
-        H, KV, DH = self.heads, self.kv_heads, self.head_dim
-        h = torch.round(self.embed[tokens] * float(2 ** RESID_BITS)).long()          # (R, S, D)
-        cos, sin = self._rope_at(pos.clamp(min=0))                                   # (R, S, DH/2)
-        cos, sin = cos[:, :, None, :], sin[:, :, None, :]
+        R, S = pos.shape
         # query i sees key j of its own segment with pos_i - win < pos_j <= pos_i: cached keys, then new ones
         kpos = torch.cat([cache["pos"], pos], dim=1)                                 # (R, W-1+S)
         kseg = torch.cat([cache["seg"], seg], dim=1)
         blocked = ~((kseg[:, None, :] == seg[:, :, None]) & (seg[:, :, None] >= 0)
                     & (kpos[:, None, :] <= pos[:, :, None]) & (kpos[:, None, :] > pos[:, :, None] - win))
-        blocked = blocked[:, None]                                                   # (R, 1, S, W-1+S)
         # after this call, the last W-1 positions of each row's last segment go to their ring slots
         # (position mod W-1: distinct within one segment, so no two writes meet)
         cols = torch.arange(S, device=self.device).expand(R, S)
@@ -359,7 +363,69 @@ class ExactLM:
         cur_seg = torch.where(last >= 0, seg.gather(1, last.clamp(min=0)[:, None])[:, 0], -2)
         cur_pos = pos.gather(1, last.clamp(min=0)[:, None])
         rr, jj = ((seg == cur_seg[:, None]) & (pos > cur_pos - slots)).nonzero(as_tuple=True)
-        slot = pos[rr, jj] % slots
+        return blocked, rr, jj, pos[rr, jj] % slots
+
+    def _forward_cpu(self, tokens: torch.Tensor, pos: torch.Tensor, seg: torch.Tensor, cache: dict):
+        """forward() on the CPU: the int8 GEMMs in torch, every other stage of a layer one compiled
+        kernel (engine_cpu), the same numbers as _forward_torch."""
+        R, S = tokens.shape
+        M, D, H, KV, DH = R * S, self.d, self.heads, self.kv_heads, self.head_dim
+        eps = self.eps / float(2 ** -RESID_BITS) ** 2
+        h = torch.round(self.embed[tokens] * float(2 ** RESID_BITS)).long().view(M, D).numpy()
+        cos, sin = (t.numpy() for t in self._rope_at(pos.clamp(min=0)))             # (R, S, DH/2)
+        plan = self._plan(pos, seg, cache)
+        blocked, rr, jj, slot = (t.numpy() for t in plan)
+        xq, xs = np.empty((M, D), np.int8), np.empty(M, np.float32)
+        qq, qs = np.empty((R, S, H, DH), np.int8), np.empty((R, S, H), np.float32)
+        kq, ks = np.empty((R, KV, S, DH), np.int8), np.empty((R, KV, S), np.float32)
+        vi = np.empty((R, KV, S, DH), np.int32)
+        att = np.empty((R, S, H, DH), np.float64)
+        xa, sa = np.empty((M, H * DH), np.int8), np.empty(M, np.float32)
+        kernels.norm_quant(h, eps, xq, xs)
+        for li, blk in enumerate(self.blocks):
+            ck, cks, cv = (cache[n][li].numpy() for n in ("k", "ks", "v"))
+            (_, ws, b) = blk["qkv"]
+            kernels.qkv_post(self._gemm(xq, blk["qkv"]).reshape(R, S, -1), xs.reshape(R, S), ws.numpy(),
+                             self._bias(b), cos, sin, H, KV, DH, self.score_factor, VALUE_LIMIT, qq, qs, kq, ks, vi)
+            kernels.attend(qq, qs, kq, ks, vi, ck, cks, cv, blocked, self.att_table_int, np.float32(self.att_last), att)
+            kernels.store(ck, cks, cv, kq, ks, vi, rr, jj, slot)
+            kernels.att_post(att, xa, sa)
+            (_, ws, b) = blk["o"]
+            kernels.residual_norm(h, self._gemm(xa, blk["o"]), sa, ws.numpy(), self._bias(b), eps, xq, xs)
+            (_, ws, _) = blk["gate_up"]
+            xf = np.empty((M, ws.shape[0] // 2), np.int8)
+            sf = np.empty(M, np.float32)
+            kernels.swiglu(self._gemm(xq, blk["gate_up"]), xs, ws.numpy(), self.sigmoid.numpy(), SIGMOID_STEPS,
+                           SIGMOID_RANGE * SIGMOID_STEPS, xf, sf)
+            (_, ws, b) = blk["down"]
+            kernels.residual_norm(h, self._gemm(xf, blk["down"]), sf, ws.numpy(), self._bias(b), eps, xq, xs)
+        self._store(cache["pos"], pos, *plan[1:])
+        self._store(cache["seg"], seg, *plan[1:])
+        acc = torch.from_numpy(self._gemm(xq, self.head)).view(R, S, -1).float()
+        return acc, torch.from_numpy(xs).view(R, S, 1)
+
+    _NO_BIAS = np.zeros(0, np.float32)
+
+    def _bias(self, b: torch.Tensor | None) -> np.ndarray:
+        return self._NO_BIAS if b is None else b.numpy()
+
+    def _gemm(self, xq: np.ndarray, layer) -> np.ndarray:
+        """Integer sums of int8 xq (M, K) and a layer's int8 weights (N, K): (M, N) int32 by torch's
+        int8 GEMM, else float32 holding the same integers (|sum| < 2^24: exact)."""
+        wq = layer[0]
+        if self.int_mm:
+            return torch._int_mm(torch.from_numpy(xq), wq.t()).numpy()
+        return torch.matmul(torch.from_numpy(xq).float(), wq.t().float()).numpy()
+
+    def _forward_torch(self, tokens: torch.Tensor, pos: torch.Tensor, seg: torch.Tensor, cache: dict):
+        """forward() as torch tensor operations (what a GPU runs)."""
+        R, S = tokens.shape
+        H, KV, DH = self.heads, self.kv_heads, self.head_dim
+        h = torch.round(self.embed[tokens] * float(2 ** RESID_BITS)).long()          # (R, S, D)
+        cos, sin = self._rope_at(pos.clamp(min=0))                                   # (R, S, DH/2)
+        cos, sin = cos[:, :, None, :], sin[:, :, None, :]
+        blocked, rr, jj, slot = self._plan(pos, seg, cache)
+        blocked = blocked[:, None]                                                   # (R, 1, S, W-1+S)
         for li, blk in enumerate(self.blocks):
             xq, s = self._norm_quant(h)
             qkv = self._linear(xq, s, blk["qkv"])                                    # (R, S, (H+2KV) DH)
@@ -371,12 +437,7 @@ class ExactLM:
             kq, ks = kq.transpose(1, 2), (mk / 127.0).float()[..., 0].transpose(1, 2)  # (R, KV, S, DH), (R, KV, S)
             vi = (v * float(2 ** VALUE_BITS)).round_().clamp_(-VALUE_LIMIT, VALUE_LIMIT).transpose(1, 2)  # (R, KV, S, DH)
             k8, v32 = kq.to(torch.int8), vi.to(torch.int32)
-            if self.cpu_kernel:
-                att = _attend_cpu(qq.to(torch.int8), qs[..., 0].transpose(1, 2).contiguous(), k8, ks, v32,
-                                  cache["k"][li], cache["ks"][li], cache["v"][li], blocked[:, 0],
-                                  self.att_table_int, self.att_last).transpose(1, 2)   # (R, H, S, DH)
-            else:
-                att = self._attend(qq, qs, kq, ks, vi, cache["k"][li], cache["ks"][li], cache["v"][li], blocked)
+            att = self._attend(qq, qs, kq, ks, vi, cache["k"][li], cache["ks"][li], cache["v"][li], blocked)
             self._store(cache["k"][li], k8, rr, jj, slot)
             self._store(cache["ks"][li], ks, rr, jj, slot)
             self._store(cache["v"][li], v32, rr, jj, slot)
@@ -437,123 +498,3 @@ class ExactLM:
     def logits(self, acc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Logits in nats, float64: (acc * scale) * head_scale, the values the entropy model reads."""
         return acc.double() * scale.double() * self.head[1].double()
-
-
-@njit(cache=True, nogil=True)
-def _attend_kernel(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last, out):
-    """Attention of S queries a row, the same arithmetic as ExactLM._attend, reading the cache as
-    stored (int8 keys, int32 values, laid out (DH, N) so the inner loops run along the keys and
-    vectorize): qq (R, S, H, DH) int8, qs (R, S, H) f32; new keys nk (R, KV, S, DH) int8, scales nks
-    (R, KV, S) f32, values nv (R, KV, S, DH) int32; cache ck (R, KV, DH, N) int8, cks (R, KV, N) f32,
-    cv (R, KV, DH, N) int32; blocked (R, S, N + S). out (R, S, H, DH) float64.
-    A query that sees itself and none of the cache (a segment's first block) takes _attend_new:
-    masked keys weigh 0 (table[last] == 0), so its integer sums are the same without them."""
-    R, S, H, DH = qq.shape
-    KV, N = ck.shape[1], ck.shape[3]
-    rep = H // KV
-    neg = np.float32(-1e30)
-    half = np.float32(0.5)
-    dots = np.empty(N, dtype=np.int32)
-    sc = np.empty(N + S, dtype=np.float32)
-    w = np.empty(N + S, dtype=np.int32)  # weights <= 2^12: int32 x int32 -> int64 products
-    for r in range(R):
-        for s in range(S):
-            cached = False
-            for j in range(N):
-                if not blocked[r, s, j]:
-                    cached = True
-                    break
-            if not cached and not blocked[r, s, N + s]:
-                _attend_new(qq, qs, nk, nks, nv, blocked, table, last, out, r, s, N, sc, w)
-                continue
-            for h in range(H):
-                g = h // rep
-                q = qs[r, s, h]
-                dots[:] = 0
-                for d in range(DH):  # q . k for every cached key at once: N-long vector steps
-                    qd = np.int32(qq[r, s, h, d])
-                    kd = ck[r, g, d]
-                    for j in range(N):
-                        dots[j] += qd * np.int32(kd[j])
-                top = neg
-                for j in range(N + S):
-                    if blocked[r, s, j]:
-                        sc[j] = neg
-                        continue
-                    if j < N:
-                        x = (np.float32(dots[j]) * q) * cks[r, g, j]
-                    else:
-                        acc = np.int32(0)
-                        for d in range(DH):
-                            acc += np.int32(qq[r, s, h, d]) * np.int32(nk[r, g, j - N, d])
-                        x = (np.float32(acc) * q) * nks[r, g, j - N]
-                    sc[j] = x
-                    if x > top:
-                        top = x
-                top = top + half
-                den = np.int64(0)
-                for j in range(N + S):
-                    x = top - sc[j]
-                    if x > last:
-                        x = last
-                    w[j] = table[np.int64(x)]
-                    den += w[j]
-                for d in range(DH):  # integer weights and values: exact in int64 (< 2^51), and an integer
-                    vd = cv[r, g, d]  # reduction vectorizes (a float one may not be reordered)
-                    acc64 = np.int64(0)
-                    for j in range(N):
-                        acc64 += np.int64(w[j]) * np.int64(vd[j])
-                    for j in range(S):
-                        acc64 += np.int64(w[N + j]) * np.int64(nv[r, g, j, d])
-                    out[r, s, h, d] = np.float64(acc64) / np.float64(den) * VALUE_SCALE_DOWN
-
-
-VALUE_SCALE_DOWN = float(2 ** -VALUE_BITS)
-
-
-@njit(cache=True, nogil=True)
-def _attend_new(qq, qs, nk, nks, nv, blocked, table, last, out, r, s, N, sc, w):
-    """_attend_kernel for query (r, s) over the new keys only (it sees none of the cache): the
-    same operations in the same order, less the keys whose weight is 0."""
-    S, H, DH = qq.shape[1], qq.shape[2], qq.shape[3]
-    rep = H // nk.shape[1]
-    neg = np.float32(-1e30)
-    half = np.float32(0.5)
-    for h in range(H):
-        g = h // rep
-        q = qs[r, s, h]
-        top = neg
-        for j in range(S):
-            if blocked[r, s, N + j]:
-                sc[j] = neg
-                continue
-            acc = np.int32(0)
-            for d in range(DH):
-                acc += np.int32(qq[r, s, h, d]) * np.int32(nk[r, g, j, d])
-            x = (np.float32(acc) * q) * nks[r, g, j]
-            sc[j] = x
-            if x > top:
-                top = x
-        top = top + half
-        den = np.int64(0)
-        for j in range(S):
-            x = top - sc[j]
-            if x > last:
-                x = last
-            w[j] = table[np.int64(x)]
-            den += w[j]
-        for d in range(DH):
-            acc64 = np.int64(0)
-            for j in range(S):
-                acc64 += np.int64(w[j]) * np.int64(nv[r, g, j, d])
-            out[r, s, h, d] = np.float64(acc64) / np.float64(den) * VALUE_SCALE_DOWN
-
-
-def _attend_cpu(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last) -> torch.Tensor:
-    """ExactLM._attend's result, (R, S, H, DH) float32, by _attend_kernel."""
-    R, S, H, DH = qq.shape
-    out = np.empty((R, S, H, DH), dtype=np.float64)
-    _attend_kernel(qq.numpy(), qs.numpy(), nk.contiguous().numpy(), nks.contiguous().numpy(), nv.contiguous().numpy(),
-                   ck.numpy(), cks.numpy(), cv.numpy(), blocked.contiguous().numpy(), table, np.float32(last),
-                   out)
-    return torch.from_numpy(out).float()

@@ -15,6 +15,7 @@ to the same data without a token count. Formats 1-2 coded each file alone with t
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from codeseed import codecs, lmcodec, packing
@@ -63,7 +64,16 @@ def encode(files: list[SourceFile], model: CodeModel,
     the payloads (files in order) and the stream's settings (for the archive header). `settings`:
     a whole StreamSettings, or only the mixing (rows and segments then chosen for the stream).
     `jobs`: threads the model runs in (the archive is the same for any count)."""
-    out = [classical(f) for f in files]
+    with ThreadPoolExecutor(1) as side:
+        # what the stream competes with does not depend on it: measured beside the model (the cm
+        # codec and lzma release the GIL; the scorer's threads leave a core part idle)
+        alone = side.submit(lambda: [classical(f) for f in files])
+        block = side.submit(packing.block_costs, files, None)
+        return _encode(files, model, settings, progress, jobs, alone, block)
+
+
+def _encode(files, model, settings, progress, jobs, alone: Future, block: Future):
+    """encode(), given futures of each file's classical payload and of the solid block's costs."""
     first: dict[bytes, int] = {}
     members, tokens = [], []
     for i, f in enumerate(files):
@@ -78,10 +88,11 @@ def encode(files: list[SourceFile], model: CodeModel,
         mix = settings or lmcodec.MixSettings()
         settings = lmcodec.choose_settings([len(t) for t in tokens], model.context, mix=mix)
     if not members:
-        return out, settings
+        return alone.result(), settings
     task = progress.add_task("LM encode", total=sum(map(len, tokens))) if progress else None
     scorer = lmcodec.Scorer(model.engine, model.bos, tokens, settings, jobs=jobs,
                             progress=(lambda n: progress.advance(task, n)) if progress else None)
+    out = alone.result()
     # the alternative to the stream: the file alone, or its part of a solid block, whichever is smaller.
     # A block's cost depends on what else is in it, so the block is measured again with only the files
     # that left the stream; a file that the first measure lured out and that now costs more there than
@@ -93,7 +104,7 @@ def encode(files: list[SourceFile], model: CodeModel,
         outside = None if not kept else {i for i, f in enumerate(files) if f.data not in in_stream}
         for i in range(len(files)):
             out[i].block_bytes = None
-        for i, cost in packing.block_costs(files, outside).items():
+        for i, cost in (block.result() if outside is None else packing.block_costs(files, outside)).items():
             out[i].block_bytes = cost
         now = {i for i in members if lm_bytes[i] < out[i].alternative()}
         if now == kept:

@@ -45,9 +45,9 @@ def test_engine_gives_the_same_bits_for_any_blocking_and_batch(tiny_model):
     assert not torch.equal(_logits(m, [ids], block=len(ids), window=64)[0], whole)
 
 
-def test_torch_attention_path_equals_the_cpu_kernel(tiny_model):
-    """Off the CPU (a GPU) attention runs as torch tensor ops, and without torch's int8 GEMM the
-    linear layers run in float32: the same bits as the CPU kernel and int8 GEMM."""
+def test_torch_path_equals_the_cpu_kernels(tiny_model):
+    """Off the CPU (a GPU) every stage runs as torch tensor ops, and without torch's int8 GEMM the
+    linear layers run in float32: the same bits as the CPU's compiled kernels and int8 GEMM."""
     m = tiny_model.engine
     ids = tiny_model.encode(TEXTS[0])[:70]
     want = _logits(m, [ids], block=9)[0]
@@ -58,6 +58,39 @@ def test_torch_attention_path_equals_the_cpu_kernel(tiny_model):
     finally:
         m.cpu_kernel, m.int_mm = True, engine._has_int_mm(m.device)
 
+
+
+def test_cpu_kernels_equal_the_torch_path_with_biases_and_grouped_heads(tiny_model_path):
+    """The kernels' branches the tiny model does not take: Qwen2-style biases on every linear layer
+    (q/k/v, o, down) and grouped-query attention (two query heads a key head), stepwise and in
+    blocks, against the torch path."""
+    m = engine.ExactLM(tiny_model_path)
+    gen = torch.Generator().manual_seed(7)
+    for blk in m.blocks:
+        for name in ("qkv", "o", "down"):
+            wq, ws, _ = blk[name]
+            blk[name] = (wq, ws, torch.randn(wq.shape[0], generator=gen) * 0.3)
+    if m.heads % 2 == 0:  # every second key head serves two query heads
+        kv = m.heads // 2
+        for blk in m.blocks:
+            wq, ws, b = blk["qkv"]
+            q, k, v = (slice(0, m.heads * m.head_dim), slice(m.heads * m.head_dim, m.heads * m.head_dim + kv * m.head_dim),
+                       slice(2 * m.heads * m.head_dim, 2 * m.heads * m.head_dim + kv * m.head_dim))
+            blk["qkv"] = tuple(torch.cat([t[q], t[k], t[v]]) for t in (wq, ws, b))
+        m.kv_heads = kv
+    ids = torch.randint(0, m.vocab, (3, 40), generator=gen)
+    pos = torch.arange(40).expand(3, 40).contiguous()
+    seg = torch.zeros(3, 40, dtype=torch.long)
+    seg[2, 20:] = 1  # a second segment in row 2
+    pos[2, 20:] -= 20
+    outs = []
+    for cpu in (True, False):
+        m.cpu_kernel = cpu
+        cache = m.new_cache(3, 16)
+        steps = [m.logits(*m.forward(ids[:, i:i + 1], pos[:, i:i + 1], seg[:, i:i + 1], cache)) for i in range(25)]
+        steps.append(m.logits(*m.forward(ids[:, 25:], pos[:, 25:], seg[:, 25:], cache)))
+        outs.append(torch.cat(steps, dim=1))
+    assert torch.equal(outs[0], outs[1])
 
 def test_engine_tracks_the_float_model(tiny_model):
     """Quantization moves the distribution only a little: KL from the float model's, per token."""
