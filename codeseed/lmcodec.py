@@ -170,7 +170,7 @@ class Scorer:
     records every token's symbol; `payload` range-codes the chosen files' symbols."""
 
     def __init__(self, engine: ExactLM, bos: int, token_lists: list[list[int]], settings: StreamSettings,
-                 block: int = 64, progress=None, jobs: int = 2):
+                 block: int = 16, progress=None, jobs: int = 2):
         self.s, self.engine = settings, engine
         self.ntokens = [len(t) for t in token_lists]
         self.sched = Schedule.plan(self.ntokens, settings)

@@ -311,7 +311,8 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
             if mode == "seeded":
                 runner = verify_mod.SuiteRunner(test_cmd, test_timeout) if test_cmd else None
                 tests_usable = runner is not None and verify_mod.check_original(files, runner, allow_failing_tests)
-                planner = seeded.Planner(files, lm, min_similarity, bar, min_text_similarity=min_text_similarity)
+                planner = seeded.Planner(files, lm, min_similarity, bar, min_text_similarity=min_text_similarity,
+                                         jobs=jobs)
                 plan = planner.plan({i: budget for i in planner.langs}, strict=not lossy_code)
                 if tests_usable:
                     plan = verify_mod.escalate_until_tests_pass(files, planner, plan, runner, bar)

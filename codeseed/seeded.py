@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from codeseed import assess, fidelity, select, spans
@@ -221,6 +222,20 @@ def raw_fills(model, holes: list[tuple[bytes, bytes, int]], no_repeat: int) -> l
     return out
 
 
+def repeats_banned(ids: list[int], n: int) -> bool:
+    """Whether model.fill's no-repeat rule (n-grams, n > 1) would ban one of `ids` if greedy
+    decoding chose them in order: some n-gram of `ids` occurs twice (the rule of _ban_repeats)."""
+    if n <= 1:
+        return False
+    seen: dict[tuple[int, ...], set[int]] = {}
+    for k in range(n - 1, len(ids)):
+        if k >= n:
+            seen.setdefault(tuple(ids[k - n:k - 1]), set()).add(ids[k - 1])
+        if ids[k] in seen.get(tuple(ids[k - n + 1:k]), ()):
+            return True
+    return False
+
+
 def _fill_key(prefix: bytes, suffix: bytes, hint: int) -> bytes:
     return hashlib.sha256(b"%d\0%d\0" % (hint, len(prefix)) + prefix + suffix).digest()
 
@@ -268,8 +283,9 @@ class Planner:
     seeded at all, why."""
 
     def __init__(self, files: list[SourceFile], model, min_similarity: float = 0.0, progress=None,
-                 no_repeat: int = NO_REPEAT, min_text_similarity: float = 0.0):
+                 no_repeat: int = NO_REPEAT, min_text_similarity: float = 0.0, jobs: int = 1):
         self.files, self.model, self.min_similarity, self.progress = files, model, min_similarity, progress
+        self.jobs = jobs  # files planned side by side in threads (the plans do not depend on it)
         self.min_text_similarity = min_text_similarity
         self.no_repeat = no_repeat  # the fill rule; pack records it in the archive header
         self.langs: dict[int, spans.Language] = {}
@@ -289,10 +305,27 @@ class Planner:
         self._views: dict[int, object] = {}
         self.texts: dict[int, list[tuple[str, str]]] = {}   # the last repair's regenerated free text
         self.kept_text: dict[int, dict[int, str]] = {}      # the last repair's kept free text: why
-        for i in self.langs:
+
+        def one(i: int) -> None:
             self.pieces[i] = assess.assess(model, self.langs[i], files[i].data, shared[files[i].path])
             if progress:
                 progress.advance(task)
+
+        self._each(list(self.langs), one)
+        self.pieces = {i: self.pieces[i] for i in self.langs}
+
+    def _each(self, items: list[int], fn) -> None:
+        """fn(i) for each file index, in `jobs` threads (largest file first), on one intra-op thread
+        each: the model's kernels release the GIL, and each file's work depends on that file alone."""
+        items = sorted(items, key=lambda i: -len(self.files[i].data))
+        with pinned_threads(1):
+            if self.jobs > 1 and len(items) > 1:
+                with ThreadPoolExecutor(self.jobs) as pool:
+                    for f in [pool.submit(fn, i) for i in items]:
+                        f.result()
+            else:
+                for i in items:
+                    fn(i)
 
     def select(self, i: int, budget: float) -> list[bool]:
         ps = self.pieces[i]
@@ -414,10 +447,20 @@ class Planner:
         return self._key(prefix, suffix, len(ids)), ids
 
     def reproduces(self, prefix: bytes, suffix: bytes, middle: bytes) -> bool:
-        """model.reproduces of a code hole, cached by its prompt and middle."""
+        """model.reproduces of a code hole, cached by its prompt and middle. A hole that reproduces
+        and that no rule of fill() can stop or steer (no stop token in it, no repeated
+        no_repeat-gram) is filled with exactly its middle: that fill goes into the fill cache, so
+        repair does not generate it again token by token."""
         key = self._check_key(prefix, suffix, middle)
         if key not in self._repro:
-            self._repro[key] = self.model.reproduces(prefix.decode("utf-8"), suffix.decode("utf-8"), list(key[1]))
+            ids = list(key[1])
+            if isinstance(key[0], tuple):  # the key holds the model's prompt: no need to build it again
+                self._repro[key] = self.model.reproduces_prompt(list(key[0][1]), ids)
+            else:
+                self._repro[key] = self.model.reproduces(prefix.decode("utf-8"), suffix.decode("utf-8"), ids)
+            stops = getattr(self.model, "_fim_ids", (None, None, None, ()))[3]
+            if self._repro[key] and not any(t in stops for t in ids) and not repeats_banned(ids, self.no_repeat):
+                self._fills.setdefault(key[0], self.model.decode(ids))
         return self._repro[key]
 
     def plan(self, budgets: dict[int, float], strict: bool = False) -> dict[int, SeededFile]:
@@ -428,7 +471,9 @@ class Planner:
         budgets = {i: b for i, b in budgets.items() if i in self.langs}
         done: dict[int, SeededFile] = {}
         task = self.progress.add_task("reconstruct", total=len(budgets)) if self.progress else None
-        for i, budget in budgets.items():
+
+        def one(i: int) -> None:
+            budget = budgets[i]
             data, judge = self.files[i].data, self.judges[i]
             while budget < 1.0:
                 kept = self.select(i, budget)
@@ -448,7 +493,9 @@ class Planner:
                 budget += BUDGET_STEP
             if self.progress:
                 self.progress.advance(task)
-        return done
+
+        self._each(list(budgets), one)
+        return {i: done[i] for i in budgets if i in done}
 
 
 def close_cheap_holes(kept: list[bool], bits: list[float]) -> list[bool]:

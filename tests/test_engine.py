@@ -255,6 +255,8 @@ def test_reproduces_agrees_with_fill(tiny_model):
             assert tiny_model.reproduces(pre, suf, ids)
         wrong = [(t + 1) % tiny_model.vocab_size for t in ids] or [1]
         assert not tiny_model.reproduces(pre, suf, wrong)
+        if len(ids) > 1:  # wrong only at its end: the block-wise check must reach it
+            assert not tiny_model.reproduces(pre, suf, ids[:-1] + wrong[-1:])
 
 
 def test_token_bits_sum_to_the_codec_cost_without_mixing(tiny_model):

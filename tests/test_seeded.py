@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import codeseed
 from codeseed import archive, assess, seeded, select, spans
@@ -81,6 +83,45 @@ def crafted_seeded_archive(tmp_path, model, recon_sha: str | None = None, no_rep
     archive.write(dst, archive.Header(model=model.id.to_dict(), settings=settings), [e], [seed.text()])
     return dst, recon
 
+
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 3), max_size=30), st.integers(2, 6))
+def test_repeats_banned_is_the_fill_rule(ids, n):
+    """repeats_banned(ids, n) is True exactly when CodeModel._ban_repeats, stepped over ids as
+    fill() steps, bans one of them (the oracle is fill's own rule)."""
+    import torch
+    from codeseed.model import CodeModel
+    seen: dict = {}
+    hit = False
+    for k in range(len(ids)):
+        if k >= n - 1:
+            logits = CodeModel._ban_repeats(torch.zeros(1, 4), [ids[:k]], [seen], [True], n)
+            hit = hit or bool(logits[0, ids[k]] == float("-inf"))
+    assert seeded.repeats_banned(ids, n) == hit
+
+def test_a_reproducing_hole_is_filled_with_its_middle_unless_the_no_repeat_rule_steers_it(tiny_model):
+    """Planner.reproduces puts a hole's own middle in the fill cache when the model reproduces it and
+    repeats_banned() says fill's no-repeat rule cannot steer it: so fill() must give exactly that
+    middle then, and something else when repeats_banned() says it would steer. Plain greedy fills
+    (no_repeat 0) are middles that reproduce; the tiny model loops, so some repeat n-grams."""
+    src = (FIXTURE / "inventory" / "store.py").read_text()
+    stops = tiny_model._fim_ids[3]
+    seen = {True: 0, False: 0}
+    for a, size in [(a, size) for a in range(60, 900, 70) for size in (5, 24)]:
+        pre, suf = src[:a], src[a + 30:]
+        tiny_model.fill([pre], [suf], size, no_repeat=0)
+        ids = list(tiny_model.last_fill_ids[0])
+        if not ids or any(t in stops for t in ids):
+            continue
+        assert tiny_model.reproduces(pre, suf, ids)
+        for n in (2, 3, 6):
+            banned = seeded.repeats_banned(ids, n)
+            steered = tiny_model.fill([pre], [suf], len(ids), no_repeat=n)[0] != tiny_model.decode(ids)
+            assert banned == steered, (a, n, ids)
+            seen[banned] += 1
+    assert seen[True] and seen[False]  # both sides of the rule were checked
 
 def test_unpack_reproduces_the_verified_reconstruction(tmp_path, tiny_model):
     dst, recon = crafted_seeded_archive(tmp_path, tiny_model)
