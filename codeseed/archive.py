@@ -1,20 +1,26 @@
 """The .cseed container: magic and version, payloads, a compressed index, a fixed-size footer.
 
-Format 4 (written now; 1, 2 and 3 are still read):
+Format 5 (written now; 1 to 4 are still read):
 
-    magic     8 bytes   b"CSEED\\r\\n\\x1a"  (like PNG's: catches text-mode transfer damage)
+    magic     8 bytes   b"CSEED\r\n\x1a"  (like PNG's: catches text-mode transfer damage)
     version   u16       FORMAT_VERSION
     payloads  ...       back to back, in payload-table order
     index     ilen      a codec byte (INDEX_XZ: raw LZMA2, INDEX_CM: bytecm.py, whichever is smaller),
                         then the binary index (see _encode_index), which opens with the header:
-                        canonical JSON (UTF-8) {"flags", "model", "settings"}
+                        canonical JSON (UTF-8) {"flags", "model", "settings"}, less what the
+                        format's defaults say (compact_header, expand_header)
     footer    36 bytes  index offset u64, index length u64, decoded index length u64, index CRC32 u32,
                         b"CSEEDEND"
 
 Format 3 stored the header (length u32, JSON, CRC32) after the version, compressed the index with
-xz alone, kept every meta key in JSON and a digest prefix for every entry. Moving the header into
-the index and the token counts and measured sizes of exact mode into varint columns cut the
-framing of eval-public's archives by 100-600 bytes each (benchmarks/RESULTS.md, issue 15).
+xz alone, kept every meta key in JSON and a digest prefix for every entry. Format 4 moved the
+header into the index and the token counts and measured sizes of exact mode into varint columns.
+Format 5 leaves out of the header the settings every archive of the format shares and keeps 16 hex
+digits of the model's SHA-256 (it names the model; the tree digest still checks every file),
+separates paths by NUL instead of a length each, stores starts and decoded sizes as
+differences from back-to-back entries (zero for the LM stream's files), and no digest prefix for an
+empty file. Index, checksums and framing of eval-public's three trees: 32.5 bytes a file in format
+3, 22.2 in format 4, 16.9 in format 5 (benchmarks/RESULTS.md, issue 15).
 
 A *payload* is one coded byte string: a codec, a length, a CRC32 and its decoded size. An *entry*
 (a file or a symlink) points to a payload and to where its data starts in the decoded payload:
@@ -24,9 +30,9 @@ sizes in the index bound the memory unpack uses.
 
 Integrity, two layers: each payload has a CRC32 (caught before decoding), and each decoded file
 that has a payload of its own an 8-byte prefix of its SHA-256 (names the file that differs; a slice
-of a solid block or of the LM stream stores none, format 4), while the index holds one full
-SHA-256 over all files' full SHA-256s in index order (the tree digest: full strength for the whole
-archive at 8 bytes a file, not 32; format 1 stored 32 a file and no tree digest).
+of a solid block or of the LM stream stores none from format 4 on, an empty file none in 5), while
+the index holds one full SHA-256 over all files' full SHA-256s in index order (the tree digest: full
+strength for the whole archive at 8 bytes a file, not 32; format 1 stored 32 a file and no tree digest).
 
 Every field is checked on read, here and only here (`_decode_index`, `_check_header`,
 `_check_entries`): a well-framed but wrong value is an ArchiveError (exit 4), never a traceback.
@@ -51,13 +57,14 @@ from pathlib import Path
 from codeseed import codecs
 from codeseed.errors import ArchiveError
 
+
 MAGIC = b"CSEED\r\n\x1a"
 END_MAGIC = b"CSEEDEND"
-FORMAT_VERSION = 4
-ENTRY_DIGEST_BYTES = {1: 32, 2: 8, 3: 8, 4: 8}  # per-entry SHA-256 bytes stored, by format version
-SYMLINK, NO_DIGEST = 1, 2     # entry kind bits: a symlink; no digest prefix (a solid block's file, format 4)
+FORMAT_VERSION = 5
+ENTRY_DIGEST_BYTES = {1: 32, 2: 8, 3: 8, 4: 8, 5: 8}  # per-entry SHA-256 bytes stored, by format version
+SYMLINK, NO_DIGEST = 1, 2     # entry kind bits: a symlink; no digest prefix (stores_digest: format 4 on)
 FOOTERS = {1: struct.Struct("<QQI8s"), 2: struct.Struct("<QQI8s"), 3: struct.Struct("<QQQI8s"),
-           4: struct.Struct("<QQQI8s")}
+           4: struct.Struct("<QQQI8s"), 5: struct.Struct("<QQQI8s")}
 TYPED_META = ("n", "lm", "alt")  # format 4: these meta keys are varint columns (value + 1; 0: absent), not JSON
 INDEX_XZ, INDEX_CM = 0, 1     # format 4: the index blob's first byte, the codec of the rest
 INDEX_CM_MAX_RATIO = 64       # a cm-coded index decodes to at most this many bytes a coded byte (real ones: 3-5);
@@ -69,6 +76,11 @@ MAX_MODEL_ENTRY = 16 << 20    # an entry the model codes or seeds is decoded in 
                               # files of at most candidates.MODEL_MAX_BYTES (128,000)
 PERMISSION_BITS = 0o777       # stored file modes: no setuid, setgid or sticky bit
 DEFAULT_MODES = (0o644, 0o755)  # formats 1-2 stored only the executable bit
+# format 5's header leaves out what these say (part of the format: later code may change its own defaults)
+HEADER_MODEL_SHA_CHARS = 16   # the model's SHA-256, first 16 hex digits (64 bits: names the model, not a check of it)
+HEADER_ENGINE = "exact-1"     # settings["engine"] when settings has "lm"
+HEADER_LM = {"window": 256}   # settings["lm"] keys, and settings["lm"]["mix"] keys (both always written)
+HEADER_MIX = {"ngram_orders": [2, 3], "ngram_alpha": [6, 3], "match": True}
 
 
 @dataclass
@@ -121,6 +133,7 @@ class Entry:
 
 # ---------------------------------------------------------------- binary index
 
+
 class _Reader:
     def __init__(self, data: bytes):
         self.data, self.pos = data, 0
@@ -160,34 +173,115 @@ def _canonical_json(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode() if obj else b""
 
 
+def _zigzag(v: int) -> int:
+    return 2 * v if v >= 0 else -2 * v - 1
+
+
+def _unzigzag(v: int) -> int:
+    return v >> 1 if not v & 1 else -((v + 1) >> 1)
+
+
+def _expected_starts(sizes: list[int], ids: list[int]) -> list[int]:
+    """Where each entry's data would start if the entries of a payload lay back to back in index
+    order (the LM stream's and most blocks' files do): format 5 stores the difference."""
+    end: dict[int, int] = {}
+    out = []
+    for size, i in zip(sizes, ids):
+        out.append(end.get(i, 0))
+        end[i] = out[-1] + size
+    return out
+
+
+def _expected_raw_sizes(n_payloads: int, sizes: list[int], ids: list[int], starts: list[int]) -> list[int]:
+    """Each payload's decoded size if it ends where its last entry does (a file's own payload, the
+    LM stream, a block): format 5 stores the difference (a seed's payload is shorter)."""
+    out = [0] * n_payloads
+    for size, i, start in zip(sizes, ids, starts):
+        out[i] = max(out[i], start + size)
+    return out
+
+
+def stores_digest(e: Entry, version: int) -> bool:
+    """Whether the index holds an entry's digest prefix: not for a slice of a larger payload
+    (format 4 on: the payload's CRC32 and the tree digest check it) nor for an empty file (format
+    5: its content, and so its digest, is known)."""
+    if version < 4:
+        return True
+    return not (e.in_block() or (version >= 5 and e.size == 0 and not e.is_symlink))
+
+
+_ABSENT = object()
+
+
+def compact_header(h: Header) -> bytes:
+    """Format 5's header: canonical JSON without what the format's defaults say (HEADER_*) and with
+    the model's SHA-256 cut to HEADER_MODEL_SHA_CHARS; expand_header() gives the full one back."""
+    d: dict = {"model": None if h.model is None else
+               {**h.model, "sha256": h.model["sha256"][:HEADER_MODEL_SHA_CHARS]}, "settings": dict(h.settings)}
+    if h.flags:
+        d["flags"] = h.flags
+    st = d["settings"]
+    if isinstance(st.get("lm"), dict):
+        if st.get("engine") == HEADER_ENGINE:
+            del st["engine"]
+        lm = st["lm"] = {k: v for k, v in st["lm"].items() if HEADER_LM.get(k, _ABSENT) != v}
+        if isinstance(lm.get("mix"), dict):
+            lm["mix"] = {k: v for k, v in lm["mix"].items() if HEADER_MIX.get(k, _ABSENT) != v}
+    return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+
+
+def expand_header(d) -> dict:
+    """compact_header()'s JSON, parsed, back to the header it was made from (in place)."""
+    if isinstance(d, dict):
+        d.setdefault("flags", [])
+        st = d.get("settings")
+        if isinstance(st, dict) and isinstance(st.get("lm"), dict):
+            st.setdefault("engine", HEADER_ENGINE)
+            for k, v in HEADER_LM.items():
+                st["lm"].setdefault(k, v)
+            if isinstance(st["lm"].get("mix"), dict):
+                for k, v in HEADER_MIX.items():
+                    st["lm"]["mix"].setdefault(k, list(v) if isinstance(v, list) else v)
+    return d
+
+
 def _encode_index(entries: list[Entry], payload_ids: list[int], payloads: list[tuple[str, int, int, int]],
                   header: bytes = b"") -> bytes:
-    """Column by column (all codecs, then all lengths, ...; all paths, then all fidelities, ...): like
-    values sit together, so the codec finds the repeats (measured: smaller than entry by entry, most
-    for seeded entries' meta). `payloads` holds (codec, length, decoded size, CRC32) in file order.
-    Format 4 puts the header first (compressed with the rest) and the TYPED_META keys in columns."""
+    """Format 5, column by column (all codecs, then all lengths, ...; all paths, then all fidelities,
+    ...): like values sit together, so the codec finds the repeats (measured: smaller than entry by
+    entry, most for seeded entries' meta). `payloads` holds (codec, length, decoded size, CRC32) in
+    file order. The header comes first (compressed with the rest), the TYPED_META keys are
+    columns, paths are NUL-separated (a path holds no NUL), and starts and decoded sizes are stored
+    as differences from where back-to-back entries would put them (_expected_starts,
+    _expected_raw_sizes): zero, mostly, which costs nearly nothing once compressed."""
     out = bytearray(codecs.varint(len(header)) + header)
     out += codecs.varint(len(payloads))
     for codec, *_ in payloads:
         out += codecs.varint(len(codec.encode())) + codec.encode()
-    for column in (1, 2):
-        for p in payloads:
-            out += codecs.varint(p[column])
+    for p in payloads:
+        out += codecs.varint(p[1])
     for p in payloads:
         out += struct.pack("<I", p[3])
     out += codecs.varint(len(entries))
-    for column in ([e.path.encode("utf-8", "surrogateescape") for e in entries], [e.fidelity.encode() for e in entries],
+    paths = [e.path.encode("utf-8", "surrogateescape") for e in entries]
+    if any(b"\0" in p for p in paths):
+        raise ValueError("a path with a NUL byte")
+    joined = b"\0".join(paths)
+    out += codecs.varint(len(joined)) + joined
+    for column in ([e.fidelity.encode() for e in entries],
                    [_canonical_json({k: v for k, v in e.meta.items() if k not in TYPED_META}) for e in entries]):
         for blob in column:
             out += codecs.varint(len(blob)) + blob
-    out += bytes(e.is_symlink * SYMLINK | e.in_block() * NO_DIGEST for e in entries)
+    out += bytes(e.is_symlink * SYMLINK | (not stores_digest(e, FORMAT_VERSION)) * NO_DIGEST for e in entries)
+    sizes, starts = [e.size for e in entries], [e.start for e in entries]
     typed = [[e.meta[key] + 1 if key in e.meta else 0 for e in entries] for key in TYPED_META]
-    for values in ([0 if e.is_symlink else e.permissions() for e in entries], [e.size for e in entries], payload_ids,
-                   [e.start for e in entries], *typed):
+    at = [_zigzag(s - x) for s, x in zip(starts, _expected_starts(sizes, payload_ids))]
+    raw = [_zigzag(p[2] - x) for p, x in zip(payloads, _expected_raw_sizes(len(payloads), sizes, payload_ids, starts))]
+    for values in ([0 if e.is_symlink else e.permissions() for e in entries], sizes, payload_ids, at, *typed, raw):
         for v in values:
             out += codecs.varint(v)
     for e in entries:
-        out += b"" if e.in_block() else e.sha256[:ENTRY_DIGEST_BYTES[FORMAT_VERSION]]
+        out += e.sha256[:ENTRY_DIGEST_BYTES[FORMAT_VERSION]] if stores_digest(e, FORMAT_VERSION) else b""
     out += tree_digest([e.sha256 for e in entries])
     return bytes(out)
 
@@ -203,7 +297,7 @@ def _decode_index(raw: bytes, version: int, payload_start: int, payload_end: int
     p = r.count(7)  # codec, length, decoded size: 1 byte each at least; CRC32 4
     codec_names = [r.text("a codec name") for _ in range(p)]
     lengths = [r.varint() for _ in range(p)]
-    raw_sizes = [r.varint() for _ in range(p)]
+    raw_sizes = [r.varint() for _ in range(p)] if version < 5 else []  # format 5: after the entries
     crcs = [struct.unpack("<I", r.take(4))[0] for _ in range(p)]
     if payload_start + sum(lengths) != payload_end:
         raise ArchiveError("corrupt archive: payload lengths do not add up to the payload area")
@@ -212,7 +306,12 @@ def _decode_index(raw: bytes, version: int, payload_start: int, payload_end: int
         offsets.append(pos)
         pos += length
     n = r.count(3 + 5)  # path, fidelity, meta; kind byte, mode, size, payload, start
-    paths = [r.blob().decode("utf-8", "surrogateescape") for _ in range(n)]
+    if version < 5:
+        paths = [r.blob().decode("utf-8", "surrogateescape") for _ in range(n)]
+    else:
+        paths = [x.decode("utf-8", "surrogateescape") for x in r.blob().split(b"\0")] if n else []
+        if len(paths) != n:
+            raise ArchiveError("corrupt archive: the path column does not hold one path an entry")
     fidelities = [r.text("a fidelity") for _ in range(n)]
     metas = [_parse_meta(r.blob()) for _ in range(n)]
     kinds = r.take(n)
@@ -220,6 +319,10 @@ def _decode_index(raw: bytes, version: int, payload_start: int, payload_end: int
     sizes = [r.varint() for _ in range(n)]
     ids = [r.varint(p - 1) for _ in range(n)]
     starts = [r.varint() for _ in range(n)]
+    if version >= 5:
+        starts = [x + _unzigzag(d) for x, d in zip(_expected_starts(sizes, ids), starts)]
+        if any(x < 0 or x > MAX_SIZE for x in starts):
+            raise ArchiveError("corrupt archive: an entry starts outside its payload")
     if version >= 4:
         for key in TYPED_META:
             for meta, v in zip(metas, [r.varint() for _ in range(n)]):
@@ -227,6 +330,11 @@ def _decode_index(raw: bytes, version: int, payload_start: int, payload_end: int
                     raise ArchiveError(f"corrupt archive: meta {key!r} both typed and in JSON")
                 if v:
                     meta[key] = v - 1
+    if version >= 5:
+        expect = _expected_raw_sizes(p, sizes, ids, starts)
+        raw_sizes = [x + _unzigzag(r.varint(2 * MAX_SIZE + 1)) for x in expect]
+        if any(x < 0 or x > MAX_SIZE for x in raw_sizes):
+            raise ArchiveError("corrupt archive: a payload's decoded size out of range")
     entries = []
     for k in range(n):
         if kinds[k] > (SYMLINK | NO_DIGEST if version >= 4 else SYMLINK):
@@ -236,9 +344,9 @@ def _decode_index(raw: bytes, version: int, payload_start: int, payload_end: int
         e = Entry(paths[k], sizes[k], sha, codec_names[i], fidelities[k], bool(modes[k] & 0o111), link, offsets[i],
                   lengths[i], crcs[i], metas[k], mode=None if link else modes[k], start=starts[k],
                   raw_size=raw_sizes[i], payload_id=i)
-        if version >= 4 and bool(kinds[k] & NO_DIGEST) != e.in_block():  # format 3: every entry has one
-            raise ArchiveError(f"corrupt archive: entry {e.path!r} has no digest but is not a block's file"
-                               if not sha else f"corrupt archive: entry {e.path!r} is a block's file with a digest")
+        if version >= 4 and bool(kinds[k] & NO_DIGEST) == stores_digest(e, version):  # format 3: every entry has one
+            raise ArchiveError(f"corrupt archive: entry {e.path!r} has no digest but needs one"
+                               if not sha else f"corrupt archive: entry {e.path!r} has a digest it does not need")
         entries.append(e)
     digest = r.take(32)
     if r.pos != len(raw):
@@ -372,6 +480,7 @@ def _check_header(h) -> Header:
 
 # ---------------------------------------------------------------- write / read
 
+
 def write(dst: Path, header: Header, entries: list[Entry], payloads: list[bytes]) -> int:
     """Write atomically (temporary file, then rename), in format FORMAT_VERSION; returns the size.
 
@@ -406,7 +515,7 @@ def write(dst: Path, header: Header, entries: list[Entry], payloads: list[bytes]
                     raise ValueError(f"entries sharing a payload disagree on its decoded size ({e.path!r})")
                 e.offset, e.length, e.crc32, e.payload_id = offsets[i], table[i][1], table[i][3], i
                 ids.append(i)
-            raw = _encode_index(entries, ids, table, header.to_bytes())
+            raw = _encode_index(entries, ids, table, compact_header(header))
             index = _compress_index(raw)
             fh.write(index)
             fh.write(FOOTERS[FORMAT_VERSION].pack(pos, len(index), len(raw), zlib.crc32(index), END_MAGIC))
@@ -514,7 +623,8 @@ class Archive:
             raise ArchiveError("corrupt archive (index size differs from the footer's)")
         self.payload_end = ioff
         self.entries, self.tree_digest, in_index = _decode_index(raw, version, self.payload_start, ioff)
-        self.header = _check_header(_parse_json(in_index if version >= 4 else hdr, "header"))
+        parsed = _parse_json(in_index if version >= 4 else hdr, "header")
+        self.header = _check_header(expand_header(parsed) if version >= 5 else parsed)
         for e in self.entries:
             if e.offset < self.payload_start or e.offset + e.length > self.payload_end:
                 raise ArchiveError(f"corrupt archive (entry {e.path!r} points outside the payload area)")

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from codeseed import codecs, lmcodec, packing
-from codeseed.archive import Archive
+from codeseed.archive import HEADER_MODEL_SHA_CHARS, Archive
 from codeseed.candidates import model_candidate
 from codeseed.errors import ArchiveError, ModelMismatchError
 from codeseed.model import CodeModel
@@ -134,7 +134,8 @@ def _encode(files, model, settings, progress, jobs, alone: Future, block: Future
 def check_model(header_model: dict | None, model: CodeModel) -> None:
     if not header_model:
         return
-    if header_model.get("sha256") != model.id.sha256:
+    sha = header_model.get("sha256", "")
+    if len(sha) < HEADER_MODEL_SHA_CHARS or not model.id.sha256.startswith(sha):  # format 5 keeps a prefix
         raise ModelMismatchError(
             f"archive was packed with model {header_model.get('id')!r} (sha256 {header_model.get('sha256', '')[:12]}...), "
             f"but the loaded model is {model.id.name!r} (sha256 {model.id.sha256[:12]}...); "

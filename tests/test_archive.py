@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import codeseed
 from codeseed import archive
@@ -316,3 +318,51 @@ def test_a_small_cm_index_cannot_claim_a_large_one(tmp_path):
     with pytest.raises(ArchiveError, match="index"):
         archive.Archive(tmp_path / "bad.cseed")
     assert time.perf_counter() - t < 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40), st.integers(0, 2), st.booleans()),
+                min_size=1, max_size=12))
+def test_format5_index_gives_back_every_field(tmp_path_factory, rows):
+    """Starts and decoded sizes stored as differences from back-to-back entries, NUL-separated paths,
+    no digest for empty files: every field reads back as written, whatever the layout (entries of a
+    payload out of order, overlapping copies, gaps, a payload longer than its entries, as seeds)."""
+    tmp = tmp_path_factory.mktemp("f5")
+    payloads = [bytes([65 + i]) * 100 for i in range(4)]
+    ents, datas = [], []
+    for k, (i, size, start_step, mode_x) in enumerate(rows):
+        start = min(100 - size, start_step * 30)
+        data = payloads[i][start:start + size]
+        e = archive.Entry(f"d{k % 3}/f{k}.txt", size, hashlib.sha256(data).digest(), "stored", executable=mode_x,
+                          start=start, raw_size=100)
+        ents.append(e)
+        datas.append(payloads[i])
+    archive.write(tmp / "a.cseed", archive.Header(), ents, datas)
+    with archive.Archive(tmp / "a.cseed") as arc:
+        assert arc.version == 5
+        got = [(e.path, e.size, e.start, e.decoded_size(), e.executable, e.payload_id, e.sha256) for e in arc.entries]
+    want = [(e.path, e.size, e.start, 100, e.executable, e.payload_id,
+             b"" if e.size == 0 or e.in_block() else e.sha256[:8]) for e in ents]
+    assert got == want
+
+
+@pytest.mark.parametrize("header", [
+    archive.Header(),
+    archive.Header(["x"], {"id": "m", "sha256": "ab" * 32},
+                   {"engine": "exact-1", "lm": {"window": 256, "rows": 3, "chunk": 1024,
+                                                "mix": {"ngram_orders": [2, 3], "ngram_alpha": [6, 3], "match": True,
+                                                        "adaptive": True}}, "fill": {"no_repeat": 6}}),
+    archive.Header([], {"id": "m", "sha256": "cd" * 32},  # no adaptive key (coded without): stays absent
+                   {"engine": "exact-2", "lm": {"window": 512, "rows": 1, "chunk": 8,
+                                                "mix": {"ngram_orders": [4], "ngram_alpha": [1], "match": False}}}),
+])
+def test_format5_header_leaves_out_only_what_its_defaults_give_back(header):
+    import json
+    compact = archive.compact_header(header)
+    back = archive.expand_header(json.loads(compact))
+    full = json.loads(header.to_bytes())
+    if full["model"]:
+        assert back["model"]["sha256"] == full["model"]["sha256"][:16]
+        back["model"]["sha256"] = full["model"]["sha256"]
+    assert back == full
+    assert len(compact) < len(header.to_bytes()) or not header.settings

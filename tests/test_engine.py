@@ -59,7 +59,6 @@ def test_torch_path_equals_the_cpu_kernels(tiny_model):
         m.cpu_kernel, m.int_mm = True, engine._has_int_mm(m.device)
 
 
-
 def test_cpu_kernels_equal_the_torch_path_with_biases_and_grouped_heads(tiny_model_path):
     """The kernels' branches the tiny model does not take: Qwen2-style biases on every linear layer
     (q/k/v, o, down) and grouped-query attention (two query heads a key head), stepwise and in
@@ -91,6 +90,7 @@ def test_cpu_kernels_equal_the_torch_path_with_biases_and_grouped_heads(tiny_mod
         steps.append(m.logits(*m.forward(ids[:, 25:], pos[:, 25:], seg[:, 25:], cache)))
         outs.append(torch.cat(steps, dim=1))
     assert torch.equal(outs[0], outs[1])
+
 
 def test_engine_tracks_the_float_model(tiny_model):
     """Quantization moves the distribution only a little: KL from the float model's, per token."""

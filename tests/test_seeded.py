@@ -84,8 +84,6 @@ def crafted_seeded_archive(tmp_path, model, recon_sha: str | None = None, no_rep
     return dst, recon
 
 
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.integers(0, 3), max_size=30), st.integers(2, 6))
 def test_repeats_banned_is_the_fill_rule(ids, n):
@@ -100,6 +98,7 @@ def test_repeats_banned_is_the_fill_rule(ids, n):
             logits = CodeModel._ban_repeats(torch.zeros(1, 4), [ids[:k]], [seen], [True], n)
             hit = hit or bool(logits[0, ids[k]] == float("-inf"))
     assert seeded.repeats_banned(ids, n) == hit
+
 
 def test_a_reproducing_hole_is_filled_with_its_middle_unless_the_no_repeat_rule_steers_it(tiny_model):
     """Planner.reproduces puts a hole's own middle in the fill cache when the model reproduces it and
@@ -122,6 +121,7 @@ def test_a_reproducing_hole_is_filled_with_its_middle_unless_the_no_repeat_rule_
             assert banned == steered, (a, n, ids)
             seen[banned] += 1
     assert seen[True] and seen[False]  # both sides of the rule were checked
+
 
 def test_unpack_reproduces_the_verified_reconstruction(tmp_path, tiny_model):
     dst, recon = crafted_seeded_archive(tmp_path, tiny_model)
