@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,8 @@ NO_REPEAT = 6
 # sees (the window plus the block), and 24 rows of 250 tokens scored in 2.41 s with blocks of 256, 0.96 s
 # with 16 (the same numbers: the engine's passes do not depend on the blocking)
 PREFILL_BLOCK = 16
+ENCODE_CACHE = 256
+_CLEAN_CUT = re.compile(r" (?=[!-&(-~])")  # a space before printable ASCII other than ' (CodeModel._clean_cut)
 IDENTITY_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer.model",
                   "vocab.json", "merges.txt")
 
@@ -117,7 +120,13 @@ class CodeModel:
     # ------------------------------------------------------------ text <-> tokens
 
     def encode(self, text: str) -> list[int]:
-        return self.fast.encode(text, add_special_tokens=False).ids
+        """Token ids of `text` (no special tokens). The last ENCODE_CACHE texts are remembered: seeded
+        pack builds a FIM prompt from the same long prefix for each check and fill of a hole."""
+        return list(self._encode(text))
+
+    @lru_cache(maxsize=ENCODE_CACHE)  # noqa: B019 (one model a process: the cache lives as long as it)
+    def _encode(self, text: str) -> tuple[int, ...]:
+        return tuple(self.fast.encode(text, add_special_tokens=False).ids)
 
     def decode(self, ids: list[int]) -> str:
         return self.fast.decode(ids, skip_special_tokens=False)
@@ -202,10 +211,52 @@ class CodeModel:
     def _fim_prompt(self, prefix: str, suffix: str, room: int) -> list[int]:
         """PSM prompt: the end of the prefix and the start of the suffix, in `room` tokens."""
         pre, suf, mid, _ = self._fim_ids
-        pi, si = self.encode(prefix), self.encode(suffix)
+        pi, si = self._end_ids(prefix, room), self._start_ids(suffix, room)
         n_s = min(len(si), max(room // 3, room - len(pi)))
         n_p = min(len(pi), room - n_s)
         return [pre] + pi[len(pi) - n_p:] + [suf] + si[:n_s] + [mid]
+
+    @cached_property
+    def _cuts_cleanly(self) -> bool:
+        """Whether the tokenizer is byte-level BPE behind GPT-2's pre-tokenizer regex with no
+        normalizer, where _clean_cut's cuts split text into tokens independently on each side
+        (tests/test_engine.py checks it on real files)."""
+        cfg = json.loads((self.path / "tokenizer.json").read_text())
+        return (cfg.get("normalizer") is None and cfg.get("model", {}).get("type") == "BPE"
+                and cfg.get("pre_tokenizer") == {"type": "ByteLevel", "add_prefix_space": False,
+                                                 "trim_offsets": True, "use_regex": True})
+
+    @staticmethod
+    def _clean_cut(text: str, at: int) -> int:
+        """The first place at or after `at` where a space comes before a printable ASCII character
+        (not a quote), else len(text). GPT-2's regex starts a piece there (" x", " =", " ("), and
+        whitespace before it, to the end of a string or before that space, is one piece either way:
+        so text[:cut] tokenizes as the start of the whole text's tokens and text[cut:] as their end."""
+        m = _CLEAN_CUT.search(text, at)
+        return m.start() if m else len(text)
+
+    def _end_ids(self, text: str, least: int) -> list[int]:
+        """The last tokens of encode(text), at least `least` of them (or all): tokenizing only a tail
+        of a long prefix, cut cleanly, gives the same last tokens as tokenizing all of it."""
+        if self._cuts_cleanly:
+            span = 8 * least
+            while span < len(text):
+                ids = self.encode(text[self._clean_cut(text, len(text) - span):])
+                if len(ids) >= least:
+                    return ids
+                span *= 4
+        return self.encode(text)
+
+    def _start_ids(self, text: str, least: int) -> list[int]:
+        """The first tokens of encode(text), at least `least` of them (or all), as _end_ids."""
+        if self._cuts_cleanly:
+            span = 8 * least
+            while span < len(text):
+                ids = self.encode(text[:self._clean_cut(text, span)])
+                if len(ids) >= least:
+                    return ids
+                span *= 4
+        return self.encode(text)
 
     @torch.no_grad()
     def reproduces(self, prefix: str, suffix: str, middle: list[int]) -> bool:

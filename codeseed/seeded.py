@@ -362,6 +362,7 @@ class Planner:
         for _ in range(MAX_REPAIR_PASSES):
             seed = build_seed(self.model, data, ps, tuple(kept))
             holes = hole_ranges(kept)
+            self._prefetch(i, seed, holes, strict)
             parts, changed, texts = [seed.kept[0]], False, []
             for j, hint in enumerate(seed.hints):
                 prefix, suffix = b"".join(parts), seed.kept[j + 1]
@@ -397,17 +398,45 @@ class Planner:
         self.texts[i], self.kept_text[i] = [], why_kept
         return Seed([data], []), data
 
+    def _prefetch(self, i: int, seed: Seed, holes: list[tuple[int, int]], strict: bool) -> None:
+        """The model work of one repair pass, ahead of it and side by side: every code hole's check
+        (in `jobs` threads) and every other hole's fill (in batches), each as the pass will ask for
+        it if every hole before it comes back as the original (a code hole always does; free text
+        does when refused). The pass then finds them in the caches; where a fill before it was
+        accepted, its prompt differs and it computes its own (the same results either way)."""
+        data, ps = self.files[i].data, self.pieces[i]
+        checks, fills = [], {}
+        for j, hint in enumerate(seed.hints):
+            a, b = ps[holes[j][0]].start, ps[holes[j][1] - 1].end
+            prefix, suffix = data[:a], seed.kept[j + 1]
+            if strict and seed.rule(j) == ".":
+                if self._check_key(prefix, suffix, data[a:b]) not in self._repro:
+                    checks.append((prefix, suffix, data[a:b]))
+            else:
+                key = self._key(prefix, suffix, hint)
+                if key not in self._fills:
+                    fills[key] = (prefix, suffix, hint)
+        if len(checks) + len(fills) < 2:
+            return
+        with ThreadPoolExecutor(max(1, self.jobs)) as pool:
+            done = [pool.submit(self.reproduces, *c) for c in checks]
+            texts = raw_fills(self.model, list(fills.values()), self.no_repeat) if fills else []
+            for f in done:
+                f.result()
+        for key, text in zip(fills, texts):
+            self._fills.setdefault(key, text)
+
     def text_refusal(self, i: int, k: int, prefix: bytes, mid: bytes, strict: bool) -> str:
-        """Why `mid`, the regenerated text of free-text piece k after `prefix`, must not stand, or "":
+        """Why `mid`, the regenerated text of free-text piece k after `prefix`, must not stand, or "",
+        the first reason in this order (the cheap checks first: the judge parses the whole file):
+        'directive' (a regenerated directive would instruct tools), a junk kind ('empty', 'quotes',
+        'code') where the original is not (and 'empty' for no text at all), 'width' (a line wider
+        than the widest original line it replaces), 'floor' (chrF below min_text_similarity),
         'parser' (the judge refuses the file: strict, its code view changed; otherwise it does not
-        parse), 'directive' (a regenerated directive would instruct tools), a junk kind ('empty',
-        'quotes', 'code') where the original is not (and 'empty' for no text at all), 'width' (a line wider than the widest original
-        line it replaces), 'floor' (chrF below min_text_similarity)."""
+        parse)."""
         lang, data, judge = self.langs[i], self.files[i].data, self.judges[i]
         a, b = self.pieces[i][k].start, self.pieces[i][k].end
         candidate = prefix + mid + data[b:]
-        if (judge.code_view(candidate) != self.view(i)) if strict else not judge.parses(candidate):
-            return "parser"
         original, text = data[a:b].decode("utf-8"), mid.decode("utf-8")
         marker = lang.line_comment if self.pieces[i][k].kind == "comment_text" else None
         if fidelity.is_directive(lang, f"{marker} {text}" if marker else text):
@@ -420,6 +449,8 @@ class Planner:
             return "width"
         if fidelity.text_similarity(text, original) < self.min_text_similarity:
             return "floor"
+        if (judge.code_view(candidate) != self.view(i)) if strict else not judge.parses(candidate):
+            return "parser"
         return ""
 
     def reconstruct(self, seed: Seed) -> bytes:

@@ -277,3 +277,28 @@ def test_batched_scores_equal_one_at_a_time(tiny_model):
     src = (FIXTURE / "inventory" / "store.py").read_text()
     cases = [(src[:a], src[a + 20:], tiny_model.encode(src[a:a + 20])) for a in (100, 400, 700)]
     assert tiny_model.reproduces_many(cases) == [tiny_model.reproduces(*c) for c in cases]
+
+
+def test_fim_prompts_from_a_cut_text_equal_prompts_from_the_whole_text(tiny_model):
+    """_fim_prompt tokenizes only a cleanly cut tail of the prefix and head of the suffix: the same
+    prompt as tokenizing them whole, for every room and hole position (real files, CRLF and odd
+    whitespace included); and the cuts themselves: a tail's tokens end the whole text's, a head's
+    begin them."""
+    import random
+    m = tiny_model
+    assert m._cuts_cleanly  # else the fast path is never taken and this checks nothing
+    pre_id, suf_id, mid_id, _ = m._fim_ids
+    texts = TEXTS + [TEXTS[0].replace("\n", "\r\n"), "\n".join(f"{' ' * (i % 7)}x{i}\t\u00a0y \n#" for i in range(400))]
+    rnd = random.Random(5)
+    for text in texts:
+        for _ in range(60):
+            a = rnd.randrange(len(text))
+            b = min(len(text), a + rnd.randrange(40))
+            prefix, suffix, room = text[:a], text[b:], rnd.choice([8, 40, 100, 252])
+            pi, si = m.encode(prefix), m.encode(suffix)
+            n_s = min(len(si), max(room // 3, room - len(pi)))
+            n_p = min(len(pi), room - n_s)
+            assert m._fim_prompt(prefix, suffix, room) == [pre_id] + pi[len(pi) - n_p:] + [suf_id] + si[:n_s] + [mid_id]
+            cut = m._clean_cut(text, a)
+            whole, tail, head = m.encode(text), m.encode(text[cut:]), m.encode(text[:cut])
+            assert whole[len(whole) - len(tail):] == tail and whole[:len(head)] == head

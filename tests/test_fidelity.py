@@ -117,13 +117,16 @@ def test_strings_cpython_does_not_take_as_docstrings_are_not_free_text(tiny_mode
     assert inner and all(p.kind not in spans.FREE_TEXT or p.pin == "parser" for p in inner), kind
 
 
-def test_the_judge_refuses_a_fill_that_changes_the_code(tiny_model):
+def test_the_judge_refuses_a_fill_that_changes_the_code(tiny_model, monkeypatch):
     """Whatever gets past the stop rules and tidying, CPython has the last word: a comment fill
-    carrying a CR and a statement changes the AST and is refused."""
+    carrying a CR and a statement changes the AST and is refused. The junk rule, checked first
+    (it is cheaper), already refuses it as code; without that rule the judge does."""
     data = DOC.encode() + b"def pick():\n    limit = 3  # the default limit\n    return limit\n"
     planner, pieces = pieces_of(tiny_model, data)
     k = next(k for k, p in enumerate(pieces) if text_of(data, p) == b"the default limit")
     prefix = data[:pieces[k].start]
+    assert planner.text_refusal(0, k, prefix, b"a note\r    limit = 9", strict=True) == "code"
+    monkeypatch.setattr(fidelity, "junk_kind", lambda lang, text: "")
     assert planner.text_refusal(0, k, prefix, b"a note\r    limit = 9", strict=True) == "parser"
     assert planner.text_refusal(0, k, prefix, b"the usual limit", strict=True) == ""
 
