@@ -22,13 +22,13 @@ least MIN_BITS_PER_BYTE, since probabilities are clamped) is refused before any 
 from __future__ import annotations
 
 from decimal import Decimal, localcontext
-from functools import lru_cache
 
 import numpy as np
 from numba import njit
 
-from codeseed.logistic import squash_table, stretch_table
 from codeseed.errors import ArchiveError
+from codeseed.logistic import squash_table, stretch_table
+from codeseed.tables import table
 
 ORDERS = (1, 2, 3, 4, 6)      # hashed byte contexts, besides order 0
 N_CTX = 1 + len(ORDERS) + 3    # order 0, the orders, two word contexts, the column context
@@ -225,7 +225,7 @@ def _run(mode, buf, n, stream, tbits, stretch, squash, params, cost, bitcost):
     return at
 
 
-@lru_cache(maxsize=None)
+@table("bytecm.bit_cost")
 def bit_cost_table() -> np.ndarray:
     """-log2(p / 4096) in units of 2^-16 bits, p = 0 .. 4096 (entry 0 unused), exact decimals."""
     out = [0]

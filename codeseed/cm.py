@@ -36,6 +36,7 @@ from numba import njit
 
 from codeseed.engine import OUT_SCALE_BITS, OUT_STEPS, decay_table
 from codeseed.logistic import squash_table, stretch_table  # noqa: F401 (used by State)
+from codeseed.tables import table
 
 NGRAM_WAYS = 8        # next tokens remembered per context
 MATCH_MIN = 5         # tokens of context that start a match
@@ -116,6 +117,7 @@ class State:
                 self.log2_table)
 
 
+@table("cm.log2")
 def log2_table() -> np.ndarray:
     """log2(1 + i / 4096) in units of 2^-16, i = 0 .. 4096, exact decimals (for _log2)."""
     from decimal import Decimal, localcontext

@@ -6,12 +6,13 @@ decimal arithmetic, so every machine gets the same tables. Imports nothing heavy
 from __future__ import annotations
 
 from decimal import Decimal, localcontext
-from functools import lru_cache
 
 import numpy as np
 
+from codeseed.tables import table
 
-@lru_cache(maxsize=None)
+
+@table("logistic.squash")
 def squash_table() -> np.ndarray:
     """squash(x) = 4096 / (1 + e^(-x/256)) for x = -2047 .. 2047, clamped to 1 .. 4095 (index x + 2047)."""
     out = []
@@ -23,7 +24,7 @@ def squash_table() -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
-@lru_cache(maxsize=None)
+@table("logistic.stretch")
 def stretch_table() -> np.ndarray:
     """stretch(p) = 256 ln(p / (4096 - p)) for p = 0 .. 4095, clamped to -2047 .. 2047."""
     out = []

@@ -302,3 +302,13 @@ def test_fim_prompts_from_a_cut_text_equal_prompts_from_the_whole_text(tiny_mode
             cut = m._clean_cut(text, a)
             whole, tail, head = m.encode(text), m.encode(text[cut:]), m.encode(text[:cut])
             assert whole[len(whole) - len(tail):] == tail and whole[:len(head)] == head
+
+
+def test_shipped_tables_are_what_their_builders_compute():
+    """tables.npz holds every decimal-built table, each equal to what its builder computes now
+    (regenerate with `python -m codeseed.tables` after changing one)."""
+    from codeseed import bytecm, logistic, tables  # noqa: F401 (they register their tables)
+    shipped = tables._shipped()
+    assert set(shipped) == set(tables.BUILDERS) and shipped
+    for name, build in tables.BUILDERS.items():
+        assert shipped[name].dtype == np.int64 and np.array_equal(shipped[name], build()), name
