@@ -226,47 +226,31 @@ def test_format2_model_archives_decode_with_the_float_engine_or_say_why(tmp_path
 
 # tests/data/format3-lm.cseed and format3-seeded.cseed: the same three files packed --exact and seeded
 # by codeseed 3f0cf3a (format 3: the exact engine, the first LM stream layout, mixing without adaptive
-# blending, every entry with a digest prefix, the header outside the index). They decode exactly on
-# any machine: that is what the exact engine is for.
-FORMAT3_SEEDED_SELECT_SHA256 = "2b6bda1647efcb1b4dcfc0d5d8245093841c94832ca290f8f51b79ea925efaed"
+# blending, every entry with a digest prefix, the header outside the index). format4-lm.cseed and
+# format4-seeded.cseed: the same files packed --exact, and seeded with --lossy-code
+# --min-text-similarity 0 (select.py seeded, in the LM stream), by codeseed 981199e (format 4: the
+# full header and every path, start and decoded size in the index). They decode exactly on any
+# machine: that is what the exact engine is for.
+SEEDED_SELECT_SHA256_BY_FORMAT = {3: "2b6bda1647efcb1b4dcfc0d5d8245093841c94832ca290f8f51b79ea925efaed",
+                                  4: "e777229fba65e5660b8a65b9cbc8d9bac8c9238658cb96b6de18a21597088bf2"}
 
 
-@pytest.mark.parametrize("kind", ["lm", "seeded"])
-def test_format3_archives_still_decode_exactly(tmp_path, kind):
-    src = Path(__file__).resolve().parent / "data" / f"format3-{kind}.cseed"
+@pytest.mark.parametrize("version,kind", [(3, "lm"), (3, "seeded"), (4, "lm"), (4, "seeded")])
+def test_format3_and_4_archives_still_decode_exactly(tmp_path, version, kind):
+    src = Path(__file__).resolve().parent / "data" / f"format{version}-{kind}.cseed"
     with archive.Archive(src) as arc:
-        assert arc.version == 3 and any(e.codec == "lm" for e in arc.entries)
-        assert "adaptive" not in arc.header.settings["lm"]["mix"]  # coded before adaptive blending
-    out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "codeseed", "unpack", str(src), "-o", str(out), "-q"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    want = dict(FORMAT2_SHA256, **({"pkg/select.py": FORMAT3_SEEDED_SELECT_SHA256} if kind == "seeded" else {}))
-    got = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-           for p in out.rglob("*") if p.is_file()}
-    assert got == want
-
-
-# tests/data/format4-lm.cseed and format4-seeded.cseed: the same three files packed --exact, and
-# seeded with --lossy-code --min-text-similarity 0 (select.py seeded, in the LM stream), by codeseed
-# 981199e (format 4: the full header and every path, start and decoded size in the index).
-FORMAT4_SEEDED_SELECT_SHA256 = "e777229fba65e5660b8a65b9cbc8d9bac8c9238658cb96b6de18a21597088bf2"
-
-
-@pytest.mark.parametrize("kind", ["lm", "seeded"])
-def test_format4_archives_still_decode_exactly(tmp_path, kind):
-    src = Path(__file__).resolve().parent / "data" / f"format4-{kind}.cseed"
-    with archive.Archive(src) as arc:
-        assert arc.version == 4 and all(e.codec == "lm" for e in arc.entries)
+        assert arc.version == version and any(e.codec == "lm" for e in arc.entries)
         assert (kind == "seeded") == any(e.fidelity != "exact" for e in arc.entries)
+        if version == 3:
+            assert "adaptive" not in arc.header.settings["lm"]["mix"]  # coded before adaptive blending
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "codeseed", "unpack", str(src), "-o", str(out), "-q"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    want = dict(FORMAT2_SHA256, **({"pkg/select.py": FORMAT4_SEEDED_SELECT_SHA256} if kind == "seeded" else {}))
+    seeded = {"pkg/select.py": SEEDED_SELECT_SHA256_BY_FORMAT[version]} if kind == "seeded" else {}
     got = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
            for p in out.rglob("*") if p.is_file()}
-    assert got == want
+    assert got == dict(FORMAT2_SHA256, **seeded)
 
 
 def _with_header(data: bytes, change) -> bytes:
