@@ -464,8 +464,10 @@ def _check_header(h) -> Header:
     if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
         raise ArchiveError("corrupt archive (header flags are not a list of strings)")
     if model is not None and not (isinstance(model, dict) and isinstance(model.get("id"), str)
-                                  and isinstance(model.get("sha256"), str)):
-        raise ArchiveError("corrupt archive (header model is not {id, sha256})")
+                                  and isinstance(model.get("sha256"), str)
+                                  and HEADER_MODEL_SHA_CHARS <= len(model["sha256"]) <= 64
+                                  and not model["sha256"].strip("0123456789abcdef")):
+        raise ArchiveError("corrupt archive (header model is not {id, sha256 of 16 to 64 hex digits})")
     if not isinstance(settings, dict):
         raise ArchiveError("corrupt archive (header settings are not an object)")
     lm = settings.get("lm")

@@ -19,6 +19,7 @@ caller then picks which files to code, and `Scorer.payload` range-codes only the
 """
 from __future__ import annotations
 
+import heapq
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -32,6 +33,10 @@ from codeseed.engine import ExactLM, pinned_threads
 # decoding: a thread per 16 rows (benchmarks/decode_step.py: 40 rows 8.9 ms a step on 1 thread, 7.1 on 2)
 STEPWISE_ROWS_PER_THREAD = 16
 DECODE_FLOOR_TOKENS = 256   # below this, a file is not worth cutting
+# what a stored stream may ask of the decoder: its KV cache holds rows x window positions (64 x 256:
+# 94 MB for the bundled model; 4,096 rows took 6.8 GB), and its schedule has one segment a chunk
+# (chunks of 1 token held unpack for minutes). choose_settings writes at most 64 rows of 1,024 tokens.
+MAX_ROWS, MIN_CHUNK = 64, 32
 
 
 @dataclass(frozen=True)
@@ -52,12 +57,12 @@ class StreamSettings:
         if not all(type(d[k]) is int for k in ("window", "rows", "chunk")):
             raise TypeError("stream settings are not integers")
         s = cls(d["window"], d["rows"], d["chunk"], MixSettings.from_dict(d["mix"]))
-        if not (2 <= s.window <= 1 << 16 and 1 <= s.rows <= 1 << 12 and 1 <= s.chunk <= 1 << 24):
+        if not (2 <= s.window <= 1 << 16 and 1 <= s.rows <= MAX_ROWS and MIN_CHUNK <= s.chunk <= 1 << 24):
             raise ValueError("stream settings out of range")
         return s
 
 
-def choose_settings(ntokens: list[int], window: int, max_rows: int = 64, min_chunk: int = 1024,
+def choose_settings(ntokens: list[int], window: int, max_rows: int = MAX_ROWS, min_chunk: int = 1024,
                     max_chunk: int = 8192, mix: MixSettings | None = None) -> StreamSettings:
     """Rows and chunk size for a stream of files: enough rows to keep the decoder's batches full,
     chunks no shorter than `min_chunk` (each cut loses context: measured in benchmarks/RESULTS.md)."""
@@ -82,15 +87,15 @@ class Schedule:
     def plan(cls, ntokens: list[int], s: StreamSettings) -> Schedule:
         segs = [(f, a, min(n, a + s.chunk) - a) for f, n in enumerate(ntokens) for a in range(0, n, s.chunk)]
         rows = max(1, min(s.rows, len(segs)))
-        load = [0] * rows
+        free = [(0, r) for r in range(rows)]  # (load, row): the least loaded row first, ties to the lowest
         order = sorted(range(len(segs)), key=lambda i: (-segs[i][2], i))
         seg_row, seg_at = np.zeros(len(segs), np.int64), np.zeros(len(segs), np.int64)
         for i in order:
-            r = min(range(rows), key=lambda j: (load[j], j))
-            seg_row[i], seg_at[i] = r, load[r]
-            load[r] += segs[i][2] + 1
+            load, r = heapq.heappop(free)
+            seg_row[i], seg_at[i] = r, load
+            heapq.heappush(free, (load + segs[i][2] + 1, r))
         arr = np.array(segs, dtype=np.int64).reshape(-1, 3)
-        return cls(rows, max(load) if load else 0, arr[:, 0], arr[:, 1], arr[:, 2], seg_row, seg_at)
+        return cls(rows, max(load for load, _ in free) if segs else 0, arr[:, 0], arr[:, 1], arr[:, 2], seg_row, seg_at)
 
     def layout(self, bos: int, tokens: list[np.ndarray | None]) -> tuple[np.ndarray, ...]:
         """Row streams: token (known ones filled, else -1), segment id, position, file, index in file,

@@ -38,7 +38,6 @@ NO_REPEAT = 6
 # with 16 (the same numbers: the engine's passes do not depend on the blocking)
 PREFILL_BLOCK = 16
 ENCODE_CACHE = 256
-_CLEAN_CUT = re.compile(r" (?=[!-&(-~])")  # a space before printable ASCII other than ' (CodeModel._clean_cut)
 IDENTITY_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer.model",
                   "vocab.json", "merges.txt")
 
@@ -217,28 +216,35 @@ class CodeModel:
         return [pre] + pi[len(pi) - n_p:] + [suf] + si[:n_s] + [mid]
 
     @cached_property
-    def _cuts_cleanly(self) -> bool:
-        """Whether the tokenizer is byte-level BPE behind GPT-2's pre-tokenizer regex with no
-        normalizer, where _clean_cut's cuts split text into tokens independently on each side
-        (tests/test_engine.py checks it on real files)."""
+    def _cut_pattern(self) -> re.Pattern | None:
+        """Where _clean_cut may cut: a space before printable ASCII other than a quote, and not
+        before an added token (the tokenizer splits those out first, so whitespace before one
+        ends its piece as at the end of a string). None unless the tokenizer is byte-level BPE
+        behind GPT-2's pre-tokenizer regex with no normalizer and no added token holding a space.
+        tests/test_engine.py checks the cuts on real files, with added tokens in the text."""
         cfg = json.loads((self.path / "tokenizer.json").read_text())
-        return (cfg.get("normalizer") is None and cfg.get("model", {}).get("type") == "BPE"
+        added = [a.get("content", "") for a in cfg.get("added_tokens", [])]
+        if not (cfg.get("normalizer") is None and cfg.get("model", {}).get("type") == "BPE"
                 and cfg.get("pre_tokenizer") == {"type": "ByteLevel", "add_prefix_space": False,
-                                                 "trim_offsets": True, "use_regex": True})
+                                                 "trim_offsets": True, "use_regex": True}
+                and all(a and not any(c.isspace() for c in a) for a in added)):
+            return None
+        not_added = "".join(f"(?!{re.escape(a)})" for a in added)
+        return re.compile(r" (?=[!-&(-~])" + not_added)
 
-    @staticmethod
-    def _clean_cut(text: str, at: int) -> int:
+    def _clean_cut(self, text: str, at: int) -> int:
         """The first place at or after `at` where a space comes before a printable ASCII character
-        (not a quote), else len(text). GPT-2's regex starts a piece there (" x", " =", " ("), and
-        whitespace before it, to the end of a string or before that space, is one piece either way:
-        so text[:cut] tokenizes as the start of the whole text's tokens and text[cut:] as their end."""
-        m = _CLEAN_CUT.search(text, at)
+        (not a quote, not an added token), else len(text). GPT-2's regex starts a piece there
+        (" x", " =", " ("), and whitespace before it, to the end of a string or before that space,
+        is one piece either way: so text[:cut] tokenizes as the start of the whole text's tokens and
+        text[cut:] as their end. Only where _cut_pattern is not None."""
+        m = self._cut_pattern.search(text, at)
         return m.start() if m else len(text)
 
     def _end_ids(self, text: str, least: int) -> list[int]:
         """The last tokens of encode(text), at least `least` of them (or all): tokenizing only a tail
         of a long prefix, cut cleanly, gives the same last tokens as tokenizing all of it."""
-        if self._cuts_cleanly:
+        if self._cut_pattern is not None:
             span = 8 * least
             while span < len(text):
                 ids = self.encode(text[self._clean_cut(text, len(text) - span):])
@@ -249,7 +255,7 @@ class CodeModel:
 
     def _start_ids(self, text: str, least: int) -> list[int]:
         """The first tokens of encode(text), at least `least` of them (or all), as _end_ids."""
-        if self._cuts_cleanly:
+        if self._cut_pattern is not None:
             span = 8 * least
             while span < len(text):
                 ids = self.encode(text[:self._clean_cut(text, span)])

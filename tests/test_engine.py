@@ -282,13 +282,15 @@ def test_batched_scores_equal_one_at_a_time(tiny_model):
 def test_fim_prompts_from_a_cut_text_equal_prompts_from_the_whole_text(tiny_model):
     """_fim_prompt tokenizes only a cleanly cut tail of the prefix and head of the suffix: the same
     prompt as tokenizing them whole, for every room and hole position (real files, CRLF and odd
-    whitespace included); and the cuts themselves: a tail's tokens end the whole text's, a head's
-    begin them."""
+    whitespace and added tokens written in the text included); and the cuts themselves: a tail's
+    tokens end the whole text's, a head's begin them."""
     import random
     m = tiny_model
-    assert m._cuts_cleanly  # else the fast path is never taken and this checks nothing
+    assert m._cut_pattern is not None  # else the fast path is never taken and this checks nothing
     pre_id, suf_id, mid_id, _ = m._fim_ids
-    texts = TEXTS + [TEXTS[0].replace("\n", "\r\n"), "\n".join(f"{' ' * (i % 7)}x{i}\t\u00a0y \n#" for i in range(400))]
+    special = " ".join(m.decode([t]) for t in m._fim_ids[:3])  # added tokens, as text in a file
+    texts = TEXTS + [TEXTS[0].replace("\n", "\r\n"), "\n".join(f"{' ' * (i % 7)}x{i}\t\u00a0y \n#" for i in range(400)),
+                     "\n".join(f"x{' ' * (i % 3)} {special}  <|endoftext|>\n  <fim_pad> y" for i in range(300))]
     rnd = random.Random(5)
     for text in texts:
         for _ in range(60):

@@ -270,12 +270,14 @@ def _with_header(data: bytes, change) -> bytes:
 
 
 @pytest.mark.parametrize("key, value", [("window", 65536), ("window", 128), ("rows", "12"), ("rows", 1.5),
+                                        ("rows", 4096), ("chunk", 1),
                                         ("mix.match", "x"), ("mix.adaptive", 10**15), ("mix.ngram_alpha", [10**9, 3])])
 def test_stream_settings_of_the_wrong_type_or_size_are_refused_at_once(sample, tmp_path, tiny_model,
                                                                       tiny_model_path, key, value):
     """A header's LM settings size the decoder's KV cache and tables: a window over the model's
-    context (65,536 took 18 GB before this check), or a value of the wrong type, is exit 4 in one
-    line before any decoding."""
+    context (65,536 took 18 GB before this check), more rows than pack writes (4,096 took 6.8 GB),
+    chunks of 1 token (held the schedule for minutes), or a value of the wrong type, is exit 4 in
+    one line before any decoding."""
     import time
     src = tmp_path / "a.cseed"
     codeseed.pack(sample, src, mode="exact", model=tiny_model)
@@ -294,3 +296,15 @@ def test_stream_settings_of_the_wrong_type_or_size_are_refused_at_once(sample, t
     assert r.returncode == ArchiveError.exit_code and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "LM settings" in r.stderr
     assert time.perf_counter() - t < 60
+
+
+@pytest.mark.parametrize("sha", ["", "f447", "F447AC2AE0603D0B", "f447ac2ae0603d0g", "0" * 65])
+def test_a_model_hash_that_is_not_16_to_64_hex_digits_is_a_corrupt_header(sample, tmp_path, tiny_model, sha):
+    """Format 5 keeps 16 hex digits of the model's SHA-256: fewer, other characters or more than a
+    SHA-256 has are a damaged header (exit 4), not a model mismatch (exit 6)."""
+    src = tmp_path / "a.cseed"
+    codeseed.pack(sample, src, mode="exact", model=tiny_model)
+    bad = tmp_path / "bad.cseed"
+    bad.write_bytes(_with_header(src.read_bytes(), lambda h: h["model"].update(sha256=sha)))
+    with pytest.raises(ArchiveError, match="sha256 of 16 to 64 hex digits"):
+        archive.Archive(bad)
