@@ -2,7 +2,7 @@
 
 Format 5 (written now; 1 to 4 are still read):
 
-    magic     8 bytes   b"CSEED\r\n\x1a"  (like PNG's: catches text-mode transfer damage)
+    magic     8 bytes   b"CSEED\\r\\n\\x1a"  (like PNG's: catches text-mode transfer damage)
     version   u16       FORMAT_VERSION
     payloads  ...       back to back, in payload-table order
     index     ilen      a codec byte (INDEX_XZ: raw LZMA2, INDEX_CM: bytecm.py, whichever is smaller),
@@ -56,7 +56,6 @@ from pathlib import Path
 
 from codeseed import codecs
 from codeseed.errors import ArchiveError
-
 
 MAGIC = b"CSEED\r\n\x1a"
 END_MAGIC = b"CSEEDEND"
@@ -132,7 +131,6 @@ class Entry:
 
 
 # ---------------------------------------------------------------- binary index
-
 
 class _Reader:
     def __init__(self, data: bytes):
@@ -481,7 +479,6 @@ def _check_header(h) -> Header:
 
 
 # ---------------------------------------------------------------- write / read
-
 
 def write(dst: Path, header: Header, entries: list[Entry], payloads: list[bytes]) -> int:
     """Write atomically (temporary file, then rename), in format FORMAT_VERSION; returns the size.
