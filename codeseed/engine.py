@@ -381,6 +381,7 @@ class ExactLM:
         vi = np.empty((R, KV, S, DH), np.int32)
         att = np.empty((R, S, H, DH), np.float64)
         xa, sa = np.empty((M, H * DH), np.int8), np.empty(M, np.float32)
+        xf, sf = np.empty((M, self.blocks[0]["gate_up"][0].shape[0] // 2), np.int8), np.empty(M, np.float32)
         kernels.norm_quant(h, eps, xq, xs)
         for li, blk in enumerate(self.blocks):
             ck, cks, cv = (cache[n][li].numpy() for n in ("k", "ks", "v"))
@@ -393,8 +394,6 @@ class ExactLM:
             (_, ws, b) = blk["o"]
             kernels.residual_norm(h, self._gemm(xa, blk["o"]), sa, ws.numpy(), self._bias(b), eps, xq, xs)
             (_, ws, _) = blk["gate_up"]
-            xf = np.empty((M, ws.shape[0] // 2), np.int8)
-            sf = np.empty(M, np.float32)
             kernels.swiglu(self._gemm(xq, blk["gate_up"]), xs, ws.numpy(), self.sigmoid.numpy(), SIGMOID_STEPS,
                            SIGMOID_RANGE * SIGMOID_STEPS, xf, sf)
             (_, ws, b) = blk["down"]

@@ -141,10 +141,10 @@ class CodeModel:
 
     # ------------------------------------------------------------ teacher-forced passes
 
-    def _run(self, rows: list[list[int]], block: int = PREFILL_BLOCK) -> list[torch.Tensor]:
-        """Logits (len(row), V) float64 after every token of each row (each row a segment from
-        position 0), by the engine's teacher-forced passes with its sliding window."""
-        eng = self.engine
+    def _passes(self, rows: list[list[int]], cache: dict):
+        """Feed each row (a segment from position 0; shorter rows padded) to the engine, PREFILL_BLOCK
+        tokens a row a call, through `cache` (new_cache(len(rows), context)); yields (first column
+        of the block, head sums (R, b, V), row scales (R, b, 1)) for each block of b <= PREFILL_BLOCK."""
         n = max((len(r) for r in rows), default=0)
         tok = torch.full((len(rows), n), self.pad, dtype=torch.int64)
         seg = torch.full((len(rows), n), -1, dtype=torch.int64)
@@ -152,11 +152,15 @@ class CodeModel:
             tok[i, :len(r)] = torch.tensor(r, dtype=torch.int64)
             seg[i, :len(r)] = 0
         pos = torch.arange(n).expand(len(rows), n).contiguous()
-        cache = eng.new_cache(len(rows), self.context)
-        out = []
-        for a in range(0, n, block):
-            acc, scale = eng.forward(tok[:, a:a + block], pos[:, a:a + block], seg[:, a:a + block], cache)
-            out.append(eng.logits(acc, scale))
+        for a in range(0, n, PREFILL_BLOCK):
+            b = a + PREFILL_BLOCK
+            yield a, *self.engine.forward(tok[:, a:b], pos[:, a:b], seg[:, a:b], cache)
+
+    def _run(self, rows: list[list[int]]) -> list[torch.Tensor]:
+        """Logits (len(row), V) float64 after every token of each row (each row a segment from
+        position 0), by the engine's teacher-forced passes with its sliding window."""
+        eng = self.engine
+        out = [eng.logits(acc, scale) for _, acc, scale in self._passes(rows, eng.new_cache(len(rows), self.context))]
         logits = torch.cat(out, dim=1) if out else torch.zeros(len(rows), 0, self.vocab_size, dtype=torch.float64)
         return [logits[i, :len(r)] for i, r in enumerate(rows)]
 
@@ -210,7 +214,7 @@ class CodeModel:
     def _fim_prompt(self, prefix: str, suffix: str, room: int) -> list[int]:
         """PSM prompt: the end of the prefix and the start of the suffix, in `room` tokens."""
         pre, suf, mid, _ = self._fim_ids
-        pi, si = self._end_ids(prefix, room), self._start_ids(suffix, room)
+        pi, si = self._edge_ids(prefix, room, end=True), self._edge_ids(suffix, room, end=False)
         n_s = min(len(si), max(room // 3, room - len(pi)))
         n_p = min(len(pi), room - n_s)
         return [pre] + pi[len(pi) - n_p:] + [suf] + si[:n_s] + [mid]
@@ -241,24 +245,15 @@ class CodeModel:
         m = self._cut_pattern.search(text, at)
         return m.start() if m else len(text)
 
-    def _end_ids(self, text: str, least: int) -> list[int]:
-        """The last tokens of encode(text), at least `least` of them (or all): tokenizing only a tail
-        of a long prefix, cut cleanly, gives the same last tokens as tokenizing all of it."""
+    def _edge_ids(self, text: str, least: int, end: bool) -> list[int]:
+        """The last (end) or first tokens of encode(text), at least `least` of them (or all):
+        tokenizing only a tail or a head of a long text, cut cleanly, gives the same tokens there
+        as tokenizing all of it."""
         if self._cut_pattern is not None:
             span = 8 * least
             while span < len(text):
-                ids = self.encode(text[self._clean_cut(text, len(text) - span):])
-                if len(ids) >= least:
-                    return ids
-                span *= 4
-        return self.encode(text)
-
-    def _start_ids(self, text: str, least: int) -> list[int]:
-        """The first tokens of encode(text), at least `least` of them (or all), as _end_ids."""
-        if self._cut_pattern is not None:
-            span = 8 * least
-            while span < len(text):
-                ids = self.encode(text[:self._clean_cut(text, span)])
+                part = text[self._clean_cut(text, len(text) - span):] if end else text[:self._clean_cut(text, span)]
+                ids = self.encode(part)
                 if len(ids) >= least:
                     return ids
                 span *= 4
@@ -277,15 +272,9 @@ class CodeModel:
         if not middle:
             return True
         eng = self.engine
-        seq = torch.tensor([list(prompt) + list(middle[:-1])], dtype=torch.int64)
-        n, first = seq.shape[1], len(prompt) - 1  # the output at `first` predicts middle[0]
-        pos = torch.arange(n)[None]
-        seg = torch.zeros_like(pos)
-        cache = eng.new_cache(1, self.context)
-        for a in range(0, n, PREFILL_BLOCK):
-            b = min(n, a + PREFILL_BLOCK)
-            acc, scale = eng.forward(seq[:, a:b], pos[:, a:b], seg[:, a:b], cache)
-            lo = max(a, first)
+        first = len(prompt) - 1  # the output at `first` predicts middle[0]
+        for a, acc, scale in self._passes([list(prompt) + list(middle[:-1])], eng.new_cache(1, self.context)):
+            lo, b = max(a, first), a + acc.shape[1]
             if lo < b and eng.logits(acc[0, lo - a:], scale[0, lo - a:]).argmax(-1).tolist() != \
                     list(middle[lo - first:b - first]):
                 return False
@@ -332,19 +321,10 @@ class CodeModel:
         if R:
             eng = self.engine
             cache = eng.new_cache(R, self.context)
-            width = max(len(p) for p in prompts)
-            tok = torch.full((R, width), self.pad, dtype=torch.int64)
-            seg = torch.full((R, width), -1, dtype=torch.int64)
-            for i, p in enumerate(prompts):
-                tok[i, :len(p)] = torch.tensor(p)
-                seg[i, :len(p)] = 0
-            pos = torch.arange(width).expand(R, width).contiguous()
             last = torch.tensor([len(p) - 1 for p in prompts])
             logits = torch.empty(R, eng.vocab, dtype=torch.float64)              # (R, V) after each prompt
-            for a in range(0, width, PREFILL_BLOCK):  # the prompts, teacher-forced a block at a time
-                acc, scale = eng.forward(tok[:, a:a + PREFILL_BLOCK], pos[:, a:a + PREFILL_BLOCK],
-                                         seg[:, a:a + PREFILL_BLOCK], cache)
-                rows = ((last >= a) & (last < a + PREFILL_BLOCK)).nonzero()[:, 0]
+            for a, acc, scale in self._passes(prompts, cache):
+                rows = ((last >= a) & (last < a + acc.shape[1])).nonzero()[:, 0]
                 logits[rows] = eng.logits(acc[rows, last[rows] - a], scale[rows, last[rows] - a])
             here = last + 1                                                       # next position per row
             alive = [True] * R
