@@ -111,9 +111,10 @@ def build_corpus(work: Path) -> list[bytes]:
 
 @dataclass
 class Parts:
-    """A format-4 archive as editable fields; `build` puts it together with valid CRCs and footer
-    (in the format-3 layout when `version` is 3, and `build_v2` in format 2's)."""
-    header: bytes
+    """An archive as editable fields; `build` puts it together with valid CRCs and footer in the
+    layout of `version` (3 to 6; `build_v2` in format 2's)."""
+    header: bytes                                       # format 6's binary header
+    header_json: bytes = b""                            # formats 1-5's JSON header (5: less nothing)
     payloads: list[list] = field(default_factory=list)  # [codec bytes, data bytes, raw size, length or None, crc or None]
     entries: list[list] = field(default_factory=list)   # [path, fidelity, meta (bytes), kind, mode, size, pid, start,
                                                         #  digest prefix, full SHA-256 of the data,
@@ -128,7 +129,11 @@ class Parts:
         path = work / "parse.cseed"
         path.write_bytes(blob)
         with archive.Archive(path) as arc:
-            parts = cls(arc.header.to_bytes())
+            try:
+                binary = archive.compact_header(arc.header)
+            except ValueError:  # a model of another shape (an old archive's): its JSON, as bytes
+                binary = arc.header.to_bytes()
+            parts = cls(binary, arc.header.to_bytes())
             fulls = [hashlib.sha256(d).digest() for d in _decoded(arc)]
             seen: dict[int, int] = {}
             for e in arc.entries:
@@ -152,37 +157,61 @@ class Parts:
     def index(self) -> bytes:
         if self.index_raw is not None:
             return self.index_raw
-        v = codecs.varint
-        out = bytearray(v(len(self.header)) + self.header if self.version >= 4 else b"")
+        v, ver, ents = codecs.varint, self.version, self.entries
+        header = self.header if ver >= 6 else self.header_json
+        out = bytearray(v(len(header)) + header if ver >= 4 else b"")
         out += v(len(self.payloads))
         for p in self.payloads:
             out += v(len(p[0])) + p[0]
         for p in self.payloads:
             out += v(len(p[1]) if p[3] is None else p[3])
-        for p in self.payloads:
-            out += v(p[2])
+        if ver < 5:
+            for p in self.payloads:
+                out += v(p[2])
         for p in self.payloads:
             out += struct.pack("<I", zlib.crc32(p[1]) if p[4] is None else p[4])
-        out += v(len(self.entries))
-        for col in (0, 1, 2):
-            for e in self.entries:
+        out += v(len(ents))
+        if ver >= 5:  # paths NUL-separated (6: front-coded), the payload's expected starts and sizes
+            shared = archive.shared_folders([e[0] for e in ents]) if ver >= 6 else [0] * len(ents)
+            out += b"".join(v(k) for k in shared) if ver >= 6 else b""
+            joined = b"\0".join(e[0][k:] for e, k in zip(ents, shared))
+            out += v(len(joined)) + joined
+            cols = (1, 2)
+            end: dict[int, int] = {}
+            expect = []
+            for e in ents:
+                expect.append(end.get(e[6], 0))
+                end[e[6]] = expect[-1] + e[5]
+            ends: dict[int, int] = {}
+            for e in ents:
+                ends[e[6]] = max(ends.get(e[6], 0), e[7] + e[5])
+        else:
+            cols = (0, 1, 2)
+        for col in cols:
+            for e in ents:
                 out += v(len(e[col])) + e[col]
-        out += bytes(e[3] & 0xFF for e in self.entries)
+        out += bytes(e[3] & 0xFF for e in ents)
         for col in (4, 5, 6, 7):
-            for e in self.entries:
-                out += v(e[col])
-        if self.version >= 4:
+            for k, e in enumerate(ents):
+                out += v(archive._zigzag(e[7] - expect[k]) if col == 7 and ver >= 5 else e[col])
+        if ver >= 4:
             for k in range(len(archive.TYPED_META)):
-                for e in self.entries:
-                    out += v(e[10][k] if len(e) > 10 else 0)
-        for e in self.entries:
+                for e in ents:
+                    x = e[10][k] if len(e) > 10 else 0
+                    if ver >= 6 and k == 0 and x:  # the token count: its difference from the guess
+                        x = 1 + archive._zigzag(x - 1 - archive.expected_tokens(e[5]))
+                    out += v(x)
+        if ver >= 5:
+            for i, p in enumerate(self.payloads):
+                out += v(archive._zigzag(p[2] - ends.get(i, 0)))
+        for e in ents:
             out += b"" if e[3] & archive.NO_DIGEST else e[8]
         return bytes(out + self.tree_digest())
 
     def build_v2(self) -> bytes:
         """The same fields in the format-2 layout (each entry carries its payload's codec, offset,
         length and CRC32; starts and decoded sizes are not stored), to reach the old-format reader."""
-        hdr = self.header
+        hdr = self.header_json
         body = bytearray(archive.MAGIC + struct.pack("<HI", 2, len(hdr)) + hdr + struct.pack("<I", zlib.crc32(hdr)))
         offsets = []
         for p in self.payloads:
@@ -204,11 +233,10 @@ class Parts:
             out += e[8] + struct.pack("<I", zlib.crc32(p[1]) if p[4] is None else p[4])
         raw = bytes(out + self.tree_digest())
         index = lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_fast_xz(raw))
-        ioff = len(body)
-        return bytes(body + index + struct.pack("<QQI8s", ioff, len(index), zlib.crc32(index), archive.END_MAGIC))
+        return bytes(body + archive._frame_index(2, raw, len(body), coded=index))
 
     def build(self) -> bytes:
-        hdr = self.header
+        hdr = self.header_json
         if self.version >= 4:  # the header travels in the index
             body = bytearray(archive.MAGIC + struct.pack("<H", self.version))
         else:
@@ -219,10 +247,8 @@ class Parts:
         raw = self.index()
         index = (bytes([archive.INDEX_XZ]) if self.version >= 4 else b"") + lzma.compress(
             raw, format=lzma.FORMAT_RAW, filters=_fast_xz(raw))
-        ioff = len(body)
-        body += index + struct.pack("<QQQI8s", ioff, len(index), len(raw) if self.raw_len is None else self.raw_len,
-                                    zlib.crc32(index), archive.END_MAGIC)
-        return bytes(body)
+        version = self.version if self.version in archive.FOOTERS else 3  # another version: framed as 3
+        return bytes(body + archive._frame_index(version, raw, len(body), coded=index, raw_len=self.raw_len))
 
 
 def _fast_xz(raw: bytes) -> list[dict]:
@@ -240,17 +266,11 @@ def _decoded(arc: archive.Archive) -> list[bytes]:
 
 def reframe_index(blob: bytes, mutate) -> bytes:
     """Decode the index of any version, let `mutate(raw) -> raw` change it, re-frame with valid CRCs."""
-    version = struct.unpack("<H", blob[8:10])[0]
-    footer = archive.FOOTERS.get(version, archive.FOOTERS[3])
-    fields = footer.unpack(blob[-footer.size:])
-    ioff, ilen = fields[0], fields[1]
-    raw = archive._decompress_index(blob[ioff:ioff + ilen], version, archive.MAX_INDEX_BYTES if version < 3 else fields[2])
+    version, ioff, raw = archive._index_of(blob)
     raw = mutate(raw)
     index = (bytes([archive.INDEX_XZ]) if version >= 4 else b"") + lzma.compress(
         raw, format=lzma.FORMAT_RAW, filters=_fast_xz(raw))
-    tail = ((ioff, len(index), len(raw), zlib.crc32(index), archive.END_MAGIC) if version >= 3
-            else (ioff, len(index), zlib.crc32(index), archive.END_MAGIC))
-    return blob[:ioff] + index + footer.pack(*tail)
+    return blob[:ioff] + archive._frame_index(version, raw, ioff, coded=index)
 
 
 # ---------------------------------------------------------------- hostile values
@@ -321,6 +341,12 @@ HEADERS = st.one_of(
     st.just(b'{"flags":[],"model":{"id":"m","sha256":"' + b"0" * 64 + b'"},"settings":{}}'))
 
 
+HEADERS6 = st.builds(  # format 6's binary header: the model, the stream's rows and chunk, then JSON
+    lambda model, rows, chunk, rest: model + codecs.varint(rows) + (codecs.varint(chunk) if rows else b"") + rest,
+    st.sampled_from([b"\x00", b"\x02m" + bytes(8), b"\x0fcodeseed-small" + bytes(8), b"\x05ab"]) | st.binary(max_size=12),
+    st.integers(0, 70) | INTS, st.integers(0, 2000) | INTS, st.just(b"") | HEADERS)
+
+
 def _encode_for(codec: bytes, data: bytes) -> bytes:
     name = codec.decode("ascii", "replace")
     return codecs.CLASSICAL[name].encode(data) if name in codecs.CLASSICAL else data
@@ -338,7 +364,7 @@ def structured(draw, parts: Parts, canary: Path) -> bytes:
         if parts.payloads:
             p = parts.payloads[draw(st.integers(0, len(parts.payloads) - 1))]
         if kind == "header":
-            parts.header = draw(HEADERS)
+            parts.header, parts.header_json = draw(HEADERS6), draw(HEADERS)
         elif kind == "codec" and parts.payloads:
             p[0] = draw(CODECS)
         elif kind == "raw" and parts.payloads:
@@ -402,7 +428,7 @@ def structured(draw, parts: Parts, canary: Path) -> bytes:
         elif kind == "rawlen":
             parts.raw_len = draw(INTS)
         elif kind == "version":
-            parts.version = draw(st.integers(0, 5))
+            parts.version = draw(st.integers(0, archive.FORMAT_VERSION + 1))
     if V2_ONLY:
         return parts.build_v2()
     return parts.build_v2() if parts.version == 3 and draw(st.integers(0, 3)) == 0 else parts.build()

@@ -1,26 +1,29 @@
 """The .cseed container: magic and version, payloads, a compressed index, a fixed-size footer.
 
-Format 5 (written now; 1 to 4 are still read):
+Format 6 (written now; 1 to 5 are still read):
 
     magic     8 bytes   b"CSEED\\r\\n\\x1a"  (like PNG's: catches text-mode transfer damage)
     version   u16       FORMAT_VERSION
     payloads  ...       back to back, in payload-table order
-    index     ilen      a codec byte (INDEX_XZ: raw LZMA2, INDEX_CM: bytecm.py, whichever is smaller),
-                        then the binary index (see _encode_index), which opens with the header:
-                        canonical JSON (UTF-8) {"flags", "model", "settings"}, less what the
-                        format's defaults say (compact_header, expand_header)
-    footer    36 bytes  index offset u64, index length u64, decoded index length u64, index CRC32 u32,
-                        b"CSEEDEND"
+    index     ilen      varint: the decoded index's length; a codec byte (INDEX_XZ: raw LZMA2,
+                        INDEX_CM: bytecm.py, whichever is smaller); then the binary index (see
+                        _encode_index), which opens with the binary header (compact_header)
+    footer    12 bytes  index length u32 (the index ends where the footer starts), index CRC32 u32,
+                        b"CSND"
 
 Format 3 stored the header (length u32, JSON, CRC32) after the version, compressed the index with
 xz alone, kept every meta key in JSON and a digest prefix for every entry. Format 4 moved the
 header into the index and the token counts and measured sizes of exact mode into varint columns.
-Format 5 leaves out of the header the settings every archive of the format shares and keeps 16 hex
+Format 5 left out of the header the settings every archive of the format shares and kept 16 hex
 digits of the model's SHA-256 (it names the model; the tree digest still checks every file),
-separates paths by NUL instead of a length each, stores starts and decoded sizes as
-differences from back-to-back entries (zero for the LM stream's files), and no digest prefix for an
-empty file. Index, checksums and framing of eval-public's three trees: 32.5 bytes a file in format
-3, 22.2 in format 4, 16.9 in format 5 (benchmarks/RESULTS.md, issue 15).
+separated paths by NUL instead of a length each, stored starts and decoded sizes as differences
+from back-to-back entries (zero for the LM stream's files), and no digest prefix for an empty file.
+Format 6 makes the header binary (26 bytes for an exact archive instead of 128 of JSON), the footer
+12 bytes instead of 36 (no index offset: the index ends at the footer; its decoded length is a
+varint in front of it), front-codes paths by the folders they share with the path before, and
+stores token counts as differences from 3.3 bytes a token. Index, checksums and framing of
+eval-public's three trees: 32.5 bytes a file in format 3, 22.2 in 4, 16.9 in 5, 14.7 in 6
+(benchmarks/RESULTS.md, issue 15).
 
 A *payload* is one coded byte string: a codec, a length, a CRC32 and its decoded size. An *entry*
 (a file or a symlink) points to a payload and to where its data starts in the decoded payload:
@@ -55,15 +58,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codeseed import codecs
-from codeseed.errors import ArchiveError
+from codeseed.errors import ArchiveError, InputError
 
 MAGIC = b"CSEED\r\n\x1a"
-END_MAGIC = b"CSEEDEND"
-FORMAT_VERSION = 5
-ENTRY_DIGEST_BYTES = {1: 32, 2: 8, 3: 8, 4: 8, 5: 8}  # per-entry SHA-256 bytes stored, by format version
+FORMAT_VERSION = 6
+END_MAGICS = {1: b"CSEEDEND", 2: b"CSEEDEND", 3: b"CSEEDEND", 4: b"CSEEDEND", 5: b"CSEEDEND", 6: b"CSND"}
+END_MAGIC = END_MAGICS[FORMAT_VERSION]
+ENTRY_DIGEST_BYTES = {1: 32, 2: 8, 3: 8, 4: 8, 5: 8, 6: 8}  # per-entry SHA-256 bytes stored, by format version
 SYMLINK, NO_DIGEST = 1, 2     # entry kind bits: a symlink; no digest prefix (stores_digest: format 4 on)
+# the footer's fields: index offset, index length, decoded index length (format 3-5), index CRC32, end magic;
+# format 6: index length and CRC32 (the index ends where the footer starts; its decoded length opens it)
 FOOTERS = {1: struct.Struct("<QQI8s"), 2: struct.Struct("<QQI8s"), 3: struct.Struct("<QQQI8s"),
-           4: struct.Struct("<QQQI8s"), 5: struct.Struct("<QQQI8s")}
+           4: struct.Struct("<QQQI8s"), 5: struct.Struct("<QQQI8s"), 6: struct.Struct("<II4s")}
+MAX_INDEX_LENGTH = (1 << 32) - 1  # format 6's footer: bytes of the coded index
 TYPED_META = ("n", "lm", "alt")  # format 4: these meta keys are varint columns (value + 1; 0: absent), not JSON
 INDEX_XZ, INDEX_CM = 0, 1     # format 4: the index blob's first byte, the codec of the rest
 INDEX_CM_MAX_RATIO = 64       # a cm-coded index decodes to at most this many bytes a coded byte (real ones: 3-5);
@@ -75,11 +82,13 @@ MAX_MODEL_ENTRY = 16 << 20    # an entry the model codes or seeds is decoded in 
                               # files of at most candidates.MODEL_MAX_BYTES (128,000)
 PERMISSION_BITS = 0o777       # stored file modes: no setuid, setgid or sticky bit
 DEFAULT_MODES = (0o644, 0o755)  # formats 1-2 stored only the executable bit
-# format 5's header leaves out what these say (part of the format: later code may change its own defaults)
-HEADER_MODEL_SHA_CHARS = 16   # the model's SHA-256, first 16 hex digits (64 bits: names the model, not a check of it)
+# the header leaves out what these say (format 5 on; part of the format: later code may change its own defaults)
+HEADER_MODEL_SHA_BYTES = 8    # the model's SHA-256, first 8 bytes (64 bits: names the model, not a check of it)
+HEADER_MODEL_SHA_CHARS = 2 * HEADER_MODEL_SHA_BYTES  # the same in hex (format 5 stored hex)
 HEADER_ENGINE = "exact-1"     # settings["engine"] when settings has "lm"
-HEADER_LM = {"window": 256}   # settings["lm"] keys, and settings["lm"]["mix"] keys (both always written)
-HEADER_MIX = {"ngram_orders": [2, 3], "ngram_alpha": [6, 3], "match": True}
+HEADER_LM = {"window": 256}   # settings["lm"] keys, and settings["lm"]["mix"] keys (the writer writes every key)
+HEADER_MIX = {"ngram_orders": [2, 3], "ngram_alpha": [6, 3], "match": True, "adaptive": True}
+HEADER_MIX_V5 = {k: v for k, v in HEADER_MIX.items() if k != "adaptive"}  # format 5 wrote no adaptive=False
 
 
 @dataclass
@@ -181,7 +190,7 @@ def _unzigzag(v: int) -> int:
 
 def _expected_starts(sizes: list[int], ids: list[int]) -> list[int]:
     """Where each entry's data would start if the entries of a payload lay back to back in index
-    order (the LM stream's and most blocks' files do): format 5 stores the difference."""
+    order (the LM stream's and most blocks' files do): format 5 on stores the difference."""
     end: dict[int, int] = {}
     out = []
     for size, i in zip(sizes, ids):
@@ -192,11 +201,36 @@ def _expected_starts(sizes: list[int], ids: list[int]) -> list[int]:
 
 def _expected_raw_sizes(n_payloads: int, sizes: list[int], ids: list[int], starts: list[int]) -> list[int]:
     """Each payload's decoded size if it ends where its last entry does (a file's own payload, the
-    LM stream, a block): format 5 stores the difference (a seed's payload is shorter)."""
+    LM stream, a block): format 5 on stores the difference (a seed's payload is shorter)."""
     out = [0] * n_payloads
     for size, i, start in zip(sizes, ids, starts):
         out[i] = max(out[i], start + size)
     return out
+
+
+def shared_folders(paths: list[bytes]) -> list[int]:
+    """Format 6 front-codes paths: for each, how many of its first bytes are the folders it shares
+    with the path before it (up to and including their last common '/'); it stores only the rest.
+    Paths in walk order share most of their folders: 14 bytes less over eval-public's three trees."""
+    out, prev = [], b""
+    for x in paths:
+        out.append(x.rfind(b"/", 0, len(os.path.commonprefix([prev, x]))) + 1)
+        prev = x
+    return out
+
+
+def expected_tokens(size: int) -> int:
+    """Format 6 stores a token count as its difference from this guess: 3.3 bytes a token, about the
+    bundled tokenizer's rate on code and prose (44 bytes less over eval-public's three trees)."""
+    return (10 * size + 16) // 33
+
+
+def _typed_meta(e: Entry, key: str) -> int:
+    """A TYPED_META column's value: 0 when absent, else value + 1 (the token count "n": its zigzagged
+    difference from expected_tokens, + 1)."""
+    if key not in e.meta:
+        return 0
+    return 1 + (_zigzag(e.meta[key] - expected_tokens(e.size)) if key == "n" else e.meta[key])
 
 
 def stores_digest(e: Entry, version: int) -> bool:
@@ -211,25 +245,82 @@ def stores_digest(e: Entry, version: int) -> bool:
 _ABSENT = object()
 
 
+def _drop_defaults(d: dict, defaults: dict) -> dict:
+    return {k: v for k, v in d.items() if defaults.get(k, _ABSENT) != v}
+
+
 def compact_header(h: Header) -> bytes:
-    """Format 5's header: canonical JSON without what the format's defaults say (HEADER_*) and with
-    the model's SHA-256 cut to HEADER_MODEL_SHA_CHARS; expand_header() gives the full one back."""
-    d: dict = {"model": None if h.model is None else
-               {**h.model, "sha256": h.model["sha256"][:HEADER_MODEL_SHA_CHARS]}, "settings": dict(h.settings)}
-    if h.flags:
-        d["flags"] = h.flags
-    st = d["settings"]
-    if isinstance(st.get("lm"), dict):
+    """Format 6's header, binary:
+
+        model   varint: 0 for none, else 1 + the length of its id; the id (UTF-8); the first
+                HEADER_MODEL_SHA_BYTES of its SHA-256
+        stream  varint rows of the LM stream (0: none, or not plain integers: then all of
+                settings["lm"] is in `rest`); when not 0, varint chunk
+        rest    canonical JSON of the flags and settings that are left, less what the format's
+                defaults say (HEADER_ENGINE, HEADER_LM, HEADER_MIX); nothing when nothing is left
+
+    An exact archive's header is 26 bytes (format 5's JSON: 128; 93 once compressed).
+    expand_header() gives the header back; ValueError for a model that is not {id, SHA-256 in hex}."""
+    model, rest = h.model, json.loads(h.to_bytes())
+    del rest["model"]
+    if model is None:
+        out = bytearray(codecs.varint(0))
+    else:
+        if set(model) != {"id", "sha256"}:
+            raise ValueError(f"a header model has keys {sorted(model)}, not id and sha256")
+        name = model["id"].encode()
+        out = bytearray(codecs.varint(len(name) + 1) + name + bytes.fromhex(model["sha256"])[:HEADER_MODEL_SHA_BYTES])
+    st = rest["settings"]
+    lm = st.get("lm")
+    if (isinstance(lm, dict) and type(lm.get("rows")) is int and type(lm.get("chunk")) is int and lm["rows"] >= 1
+            and lm["chunk"] >= 0 and isinstance(lm.get("mix"), dict)):
+        out += codecs.varint(lm.pop("rows")) + codecs.varint(lm.pop("chunk"))
         if st.get("engine") == HEADER_ENGINE:
             del st["engine"]
-        lm = st["lm"] = {k: v for k, v in st["lm"].items() if HEADER_LM.get(k, _ABSENT) != v}
-        if isinstance(lm.get("mix"), dict):
-            lm["mix"] = {k: v for k, v in lm["mix"].items() if HEADER_MIX.get(k, _ABSENT) != v}
-    return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+        lm = st["lm"] = _drop_defaults(lm, HEADER_LM)
+        lm["mix"] = _drop_defaults(lm["mix"], HEADER_MIX)
+        if not lm["mix"]:
+            del lm["mix"]
+        if not lm:
+            del st["lm"]
+    else:
+        out += codecs.varint(0)
+    rest = {k: v for k, v in rest.items() if v}  # no flags, no settings: left out
+    return bytes(out + (_canonical_json(rest) if rest else b""))
 
 
-def expand_header(d) -> dict:
-    """compact_header()'s JSON, parsed, back to the header it was made from (in place)."""
+def expand_header(blob: bytes) -> dict:
+    """compact_header()'s bytes back to the header's fields, {"flags", "model", "settings"} (the
+    model's SHA-256 as the HEADER_MODEL_SHA_BYTES it keeps, in hex); ArchiveError if unreadable."""
+    r = _Reader(blob)
+    n = r.varint(len(blob))
+    model = None if not n else {"id": r.take(n - 1).decode("utf-8", "replace"),
+                                "sha256": r.take(HEADER_MODEL_SHA_BYTES).hex()}
+    rows = r.varint()
+    chunk = r.varint() if rows else None
+    rest = _parse_json(blob[r.pos:], "header") if r.pos < len(blob) else {}
+    if not isinstance(rest, dict) or "model" in rest or not isinstance(rest.get("settings", {}), dict):
+        raise ArchiveError("corrupt archive (unreadable header)")
+    d = {"flags": rest.get("flags", []), "model": model, "settings": rest.get("settings", {})}
+    if rows:
+        st = d["settings"]
+        lm = st.setdefault("lm", {})
+        if not isinstance(lm, dict) or "rows" in lm or "chunk" in lm:
+            raise ArchiveError("corrupt archive (LM settings stored twice)")
+        lm["rows"], lm["chunk"] = rows, chunk
+        st.setdefault("engine", HEADER_ENGINE)
+        for k, v in HEADER_LM.items():
+            lm.setdefault(k, v)
+        mix = lm.setdefault("mix", {})
+        if isinstance(mix, dict):
+            for k, v in HEADER_MIX.items():
+                mix.setdefault(k, list(v) if isinstance(v, list) else v)
+    return d
+
+
+def expand_header_v5(d) -> dict:
+    """Format 5's header (canonical JSON less HEADER_*_V5's defaults, 16 hex digits of the model's
+    SHA-256), parsed, back to the header it was made from (in place)."""
     if isinstance(d, dict):
         d.setdefault("flags", [])
         st = d.get("settings")
@@ -238,19 +329,20 @@ def expand_header(d) -> dict:
             for k, v in HEADER_LM.items():
                 st["lm"].setdefault(k, v)
             if isinstance(st["lm"].get("mix"), dict):
-                for k, v in HEADER_MIX.items():
+                for k, v in HEADER_MIX_V5.items():
                     st["lm"]["mix"].setdefault(k, list(v) if isinstance(v, list) else v)
     return d
 
 
 def _encode_index(entries: list[Entry], payload_ids: list[int], payloads: list[tuple[str, int, int, int]],
                   header: bytes = b"") -> bytes:
-    """Format 5, column by column (all codecs, then all lengths, ...; all paths, then all fidelities,
+    """Format 6, column by column (all codecs, then all lengths, ...; all paths, then all fidelities,
     ...): like values sit together, so the codec finds the repeats (measured: smaller than entry by
     entry, most for seeded entries' meta). `payloads` holds (codec, length, decoded size, CRC32) in
     file order. The header comes first (compressed with the rest), the TYPED_META keys are
-    columns, paths are NUL-separated (a path holds no NUL), and starts and decoded sizes are stored
-    as differences from where back-to-back entries would put them (_expected_starts,
+    columns (the token count as its difference from expected_tokens), paths are front-coded
+    (shared_folders) and NUL-separated (a path holds no NUL), and starts and decoded sizes are
+    stored as differences from where back-to-back entries would put them (_expected_starts,
     _expected_raw_sizes): zero, mostly, which costs nearly nothing once compressed."""
     out = bytearray(codecs.varint(len(header)) + header)
     out += codecs.varint(len(payloads))
@@ -264,7 +356,10 @@ def _encode_index(entries: list[Entry], payload_ids: list[int], payloads: list[t
     paths = [e.path.encode("utf-8", "surrogateescape") for e in entries]
     if any(b"\0" in p for p in paths):
         raise ValueError("a path with a NUL byte")
-    joined = b"\0".join(paths)
+    shared = shared_folders(paths)
+    for k in shared:
+        out += codecs.varint(k)
+    joined = b"\0".join(x[k:] for x, k in zip(paths, shared))
     out += codecs.varint(len(joined)) + joined
     for column in ([e.fidelity.encode() for e in entries],
                    [_canonical_json({k: v for k, v in e.meta.items() if k not in TYPED_META}) for e in entries]):
@@ -272,7 +367,7 @@ def _encode_index(entries: list[Entry], payload_ids: list[int], payloads: list[t
             out += codecs.varint(len(blob)) + blob
     out += bytes(e.is_symlink * SYMLINK | (not stores_digest(e, FORMAT_VERSION)) * NO_DIGEST for e in entries)
     sizes, starts = [e.size for e in entries], [e.start for e in entries]
-    typed = [[e.meta[key] + 1 if key in e.meta else 0 for e in entries] for key in TYPED_META]
+    typed = [[_typed_meta(e, key) for e in entries] for key in TYPED_META]
     at = [_zigzag(s - x) for s, x in zip(starts, _expected_starts(sizes, payload_ids))]
     raw = [_zigzag(p[2] - x) for p, x in zip(payloads, _expected_raw_sizes(len(payloads), sizes, payload_ids, starts))]
     for values in ([0 if e.is_symlink else e.permissions() for e in entries], sizes, payload_ids, at, *typed, raw):
@@ -307,9 +402,19 @@ def _decode_index(raw: bytes, version: int, payload_start: int, payload_end: int
     if version < 5:
         paths = [r.blob().decode("utf-8", "surrogateescape") for _ in range(n)]
     else:
-        paths = [x.decode("utf-8", "surrogateescape") for x in r.blob().split(b"\0")] if n else []
-        if len(paths) != n:
+        shared = [r.varint(MAX_INDEX_BYTES) for _ in range(n)] if version >= 6 else [0] * n
+        rest = r.blob().split(b"\0") if n else []
+        if len(rest) != n:
             raise ArchiveError("corrupt archive: the path column does not hold one path an entry")
+        paths, prev, total = [], b"", 0
+        for k, x in zip(shared, rest):
+            if k > len(prev):
+                raise ArchiveError("corrupt archive: a path shares more than the path before it holds")
+            prev = prev[:k] + x
+            total += len(prev)
+            if total > MAX_INDEX_BYTES:  # front coding must not make the paths a memory bomb
+                raise ArchiveError("corrupt archive: the paths add up to more than an index may hold")
+            paths.append(prev.decode("utf-8", "surrogateescape"))
     fidelities = [r.text("a fidelity") for _ in range(n)]
     metas = [_parse_meta(r.blob()) for _ in range(n)]
     kinds = r.take(n)
@@ -328,6 +433,10 @@ def _decode_index(raw: bytes, version: int, payload_start: int, payload_end: int
                     raise ArchiveError(f"corrupt archive: meta {key!r} both typed and in JSON")
                 if v:
                     meta[key] = v - 1
+        if version >= 6:
+            for meta, size in zip(metas, sizes):
+                if "n" in meta:
+                    meta["n"] = expected_tokens(size) + _unzigzag(meta["n"])
     if version >= 5:
         expect = _expected_raw_sizes(p, sizes, ids, starts)
         raw_sizes = [x + _unzigzag(r.varint(2 * MAX_SIZE + 1)) for x in expect]
@@ -515,9 +624,10 @@ def write(dst: Path, header: Header, entries: list[Entry], payloads: list[bytes]
                 e.offset, e.length, e.crc32, e.payload_id = offsets[i], table[i][1], table[i][3], i
                 ids.append(i)
             raw = _encode_index(entries, ids, table, compact_header(header))
-            index = _compress_index(raw)
-            fh.write(index)
-            fh.write(FOOTERS[FORMAT_VERSION].pack(pos, len(index), len(raw), zlib.crc32(index), END_MAGIC))
+            if len(raw) > MAX_INDEX_BYTES:
+                raise InputError(f"too many files for one archive: an index of {len(raw):,} bytes "
+                                 f"(at most {MAX_INDEX_BYTES:,})")
+            fh.write(_frame_index(FORMAT_VERSION, raw, pos))
             size = fh.tell()
             fh.flush()
             os.fsync(fh.fileno())
@@ -528,6 +638,38 @@ def write(dst: Path, header: Header, entries: list[Entry], payloads: list[bytes]
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _frame_index(version: int, raw: bytes, ioff: int, coded: bytes | None = None, raw_len: int | None = None
+                 ) -> bytes:
+    """Index and footer as format `version` frames them after a payload area ending at `ioff`:
+    `coded` is the compressed index (default: _compress_index(raw); xz alone before format 4) and
+    `raw_len` the decoded length it claims (default: len(raw)). The tests and the fuzzer frame
+    hostile indexes with it."""
+    raw_len = len(raw) if raw_len is None else raw_len
+    if coded is None:
+        coded = _compress_index(raw) if version >= 4 else codecs.xz_encode(raw)
+    if version >= 6:  # the decoded length opens the index; the index ends where the footer starts
+        index = codecs.varint(raw_len) + coded
+        if len(index) > MAX_INDEX_LENGTH:
+            raise InputError(f"an index of {len(index):,} bytes: more than an archive can frame")
+        return index + FOOTERS[version].pack(len(index), zlib.crc32(index), END_MAGICS[version])
+    head = (ioff, len(coded), raw_len) if version >= 3 else (ioff, len(coded))
+    return coded + FOOTERS[version].pack(*head, zlib.crc32(coded), END_MAGICS[version])
+
+
+def _index_of(data: bytes) -> tuple[int, int, bytes]:
+    """(format version, index offset, decoded index) of a whole archive in memory, for the tests and
+    the fuzzer (no check beyond what taking it apart needs: Archive checks)."""
+    (version,) = struct.unpack("<H", data[8:10])
+    footer = FOOTERS[version]
+    fields = footer.unpack(data[-footer.size:])
+    if version >= 6:
+        ioff = len(data) - footer.size - fields[0]
+        raw_len, start = codecs.read_varint(data, ioff)
+        return version, ioff, _decompress_index(data[start:len(data) - footer.size], version, raw_len)
+    raw_len = fields[2] if version >= 3 else MAX_INDEX_BYTES
+    return version, fields[0], _decompress_index(data[fields[0]:fields[0] + fields[1]], version, raw_len)
 
 
 def _compress_index(raw: bytes) -> bytes:
@@ -604,16 +746,25 @@ class Archive:
             self.payload_start = 14 + hlen + 4
         self._fh.seek(self.size - footer.size)
         fields = footer.unpack(self._fh.read(footer.size))
-        if fields[-1] != END_MAGIC:
+        if fields[-1] != END_MAGICS[version]:
             raise ArchiveError("truncated or corrupt archive (no end marker)")
-        ioff, ilen, icrc = fields[0], fields[1], fields[-2]
-        raw_len = fields[2] if version >= 3 else MAX_INDEX_BYTES
-        if ioff < self.payload_start or ioff + ilen != self.size - footer.size or raw_len > MAX_INDEX_BYTES:
+        if version >= 6:
+            ilen, icrc = fields[0], fields[1]
+            ioff = self.size - footer.size - ilen
+        else:
+            ioff, ilen, icrc = fields[0], fields[1], fields[-2]
+        raw_len = fields[2] if 3 <= version < 6 else MAX_INDEX_BYTES
+        if ioff < self.payload_start or ioff + ilen != self.size - footer.size:
             raise ArchiveError("corrupt archive (bad index position)")
         self._fh.seek(ioff)
         index = self._fh.read(ilen)
         if zlib.crc32(index) != icrc:
             raise ArchiveError("corrupt archive (index checksum mismatch)")
+        if version >= 6:  # the decoded length opens the index
+            raw_len, start = codecs.read_varint(index, 0)
+            index = index[start:]
+        if raw_len > MAX_INDEX_BYTES:
+            raise ArchiveError("corrupt archive (bad index length)")
         try:
             raw = _decompress_index(index, version, raw_len)
         except ArchiveError:
@@ -622,8 +773,11 @@ class Archive:
             raise ArchiveError("corrupt archive (index size differs from the footer's)")
         self.payload_end = ioff
         self.entries, self.tree_digest, in_index = _decode_index(raw, version, self.payload_start, ioff)
-        parsed = _parse_json(in_index if version >= 4 else hdr, "header")
-        self.header = _check_header(expand_header(parsed) if version >= 5 else parsed)
+        if version >= 6:
+            self.header = _check_header(expand_header(in_index))
+        else:
+            parsed = _parse_json(in_index if version >= 4 else hdr, "header")
+            self.header = _check_header(expand_header_v5(parsed) if version == 5 else parsed)
         for e in self.entries:
             if e.offset < self.payload_start or e.offset + e.length > self.payload_end:
                 raise ArchiveError(f"corrupt archive (entry {e.path!r} points outside the payload area)")

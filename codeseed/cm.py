@@ -61,8 +61,9 @@ class MixSettings:
                              # (issue 18: -2.6% on Python, -0.5% on prose, -0.9% on data; RESULTS.md)
 
     def to_dict(self) -> dict:
-        d = {"ngram_orders": list(self.ngram_orders), "ngram_alpha": list(self.ngram_alpha), "match": self.match}
-        return {**d, "adaptive": True} if self.adaptive else d
+        """Every field (archive format 5 and before wrote no "adaptive" for fixed alphas: from_dict's default)."""
+        return {"ngram_orders": list(self.ngram_orders), "ngram_alpha": list(self.ngram_alpha), "match": self.match,
+                "adaptive": self.adaptive}
 
     @classmethod
     def from_dict(cls, d: dict) -> MixSettings:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import struct
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import codeseed
-from codeseed import archive
+from codeseed import archive, cm
 from codeseed.cli import main
 from codeseed.errors import ArchiveError, InputError, OutputExistsError, UnsafeArchiveError
 
@@ -308,42 +309,50 @@ def test_a_small_cm_index_cannot_claim_a_large_one(tmp_path):
     dst = tmp_path / "a.cseed"
     codeseed.pack(src, dst, mode="classical")
     data = dst.read_bytes()
-    footer = archive.FOOTERS[archive.FORMAT_VERSION]
-    ioff, ilen, raw_len, _, end = footer.unpack(data[-footer.size:])
-    index = bytes([archive.INDEX_CM]) + bytes(8000)
+    version, ioff, raw = archive._index_of(data)
     claim = archive.INDEX_CM_MAX_RATIO * 8000 + 1
-    (tmp_path / "bad.cseed").write_bytes(data[:ioff] + index + footer.pack(ioff, len(index), claim,
-                                                                           zlib.crc32(index), end))
+    (tmp_path / "bad.cseed").write_bytes(data[:ioff] + archive._frame_index(
+        version, raw, ioff, coded=bytes([archive.INDEX_CM]) + bytes(8000), raw_len=claim))
     t = time.perf_counter()
     with pytest.raises(ArchiveError, match="index"):
         archive.Archive(tmp_path / "bad.cseed")
     assert time.perf_counter() - t < 5
 
 
+FOLDERS = ["", "a/", "a/b/", "ab/", "a/bc/\u00e9/", "a/b/c/"]
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40), st.integers(0, 2), st.booleans()),
-                min_size=1, max_size=12))
-def test_format5_index_gives_back_every_field(tmp_path_factory, rows):
-    """Starts and decoded sizes stored as differences from back-to-back entries, NUL-separated paths,
-    no digest for empty files: every field reads back as written, whatever the layout (entries of a
-    payload out of order, overlapping copies, gaps, a payload longer than its entries, as seeds)."""
-    tmp = tmp_path_factory.mktemp("f5")
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40), st.integers(0, 2), st.booleans(),
+                          st.sampled_from(FOLDERS), st.integers(0, 40)), min_size=1, max_size=12))
+def test_format6_index_gives_back_every_field(tmp_path_factory, rows):
+    """Starts and decoded sizes stored as differences from back-to-back entries, front-coded paths,
+    token counts as differences from a guess, no digest for empty files: every field reads back as
+    written, whatever the layout (entries of a payload out of order, overlapping copies, gaps, a
+    payload longer than its entries, as seeds; paths sharing folders or not, in any order)."""
+    tmp = tmp_path_factory.mktemp("f6")
     payloads = [bytes([65 + i]) * 100 for i in range(4)]
     ents, datas = [], []
-    for k, (i, size, start_step, mode_x) in enumerate(rows):
+    for k, (i, size, start_step, mode_x, folder, n) in enumerate(rows):
         start = min(100 - size, start_step * 30)
         data = payloads[i][start:start + size]
-        e = archive.Entry(f"d{k % 3}/f{k}.txt", size, hashlib.sha256(data).digest(), "stored", executable=mode_x,
-                          start=start, raw_size=100)
+        e = archive.Entry(f"{folder}f{k}.txt", size, hashlib.sha256(data).digest(), "stored", executable=mode_x,
+                          start=start, raw_size=100, meta={"n": min(n, size)} if n and size else {})
         ents.append(e)
         datas.append(payloads[i])
     archive.write(tmp / "a.cseed", archive.Header(), ents, datas)
     with archive.Archive(tmp / "a.cseed") as arc:
-        assert arc.version == 5
-        got = [(e.path, e.size, e.start, e.decoded_size(), e.executable, e.payload_id, e.sha256) for e in arc.entries]
+        assert arc.version == 6
+        got = [(e.path, e.size, e.start, e.decoded_size(), e.executable, e.payload_id, e.sha256, e.meta)
+               for e in arc.entries]
     want = [(e.path, e.size, e.start, 100, e.executable, e.payload_id,
-             b"" if e.size == 0 or e.in_block() else e.sha256[:8]) for e in ents]
+             b"" if e.size == 0 or e.in_block() else e.sha256[:8], e.meta) for e in ents]
     assert got == want
+
+
+def test_paths_share_only_whole_folders():
+    paths = [b"a/b/x.py", b"a/b/y.py", b"a/bc/z.py", b"a/bc/z.py2", b"b.txt", b"", b"a/b/c/d"]
+    assert archive.shared_folders(paths) == [0, 4, 2, 5, 0, 0, 0]
 
 
 @pytest.mark.parametrize("header", [
@@ -352,17 +361,31 @@ def test_format5_index_gives_back_every_field(tmp_path_factory, rows):
                    {"engine": "exact-1", "lm": {"window": 256, "rows": 3, "chunk": 1024,
                                                 "mix": {"ngram_orders": [2, 3], "ngram_alpha": [6, 3], "match": True,
                                                         "adaptive": True}}, "fill": {"no_repeat": 6}}),
-    archive.Header([], {"id": "m", "sha256": "cd" * 32},  # no adaptive key (coded without): stays absent
+    archive.Header([], {"id": "m\u00e9", "sha256": "cd" * 32},
                    {"engine": "exact-2", "lm": {"window": 512, "rows": 1, "chunk": 8,
-                                                "mix": {"ngram_orders": [4], "ngram_alpha": [1], "match": False}}}),
+                                                "mix": {"ngram_orders": [4], "ngram_alpha": [1], "match": False,
+                                                        "adaptive": False}}}),
+    archive.Header([], None, {"lm": {"window": 256, "rows": "3", "chunk": 1024, "mix": {}}}),  # not binary: JSON
+    archive.Header([], None, {"lm": {"rows": 2, "chunk": 0, "mix": {"extra": 1}}, "other": [1, {"a": None}]}),
 ])
-def test_format5_header_leaves_out_only_what_its_defaults_give_back(header):
-    import json
+def test_format6_header_leaves_out_only_what_its_defaults_give_back(header):
+    """The binary header gives back every field (the model's SHA-256 as its first 8 bytes), whatever
+    is left to its JSON part; an exact archive's header is the 26 bytes the docstring says."""
     compact = archive.compact_header(header)
-    back = archive.expand_header(json.loads(compact))
+    back = archive.expand_header(compact)
     full = json.loads(header.to_bytes())
     if full["model"]:
         assert back["model"]["sha256"] == full["model"]["sha256"][:16]
         back["model"]["sha256"] = full["model"]["sha256"]
+    if header.settings.get("other"):  # not an exact archive's: only what was written comes back
+        full["settings"]["lm"].update(window=256, mix={**archive.HEADER_MIX, "extra": 1})
+        full["settings"]["engine"] = archive.HEADER_ENGINE
     assert back == full
-    assert len(compact) < len(header.to_bytes()) or not header.settings
+    assert len(compact) < len(header.to_bytes())
+
+
+def test_an_exact_archives_header_is_26_bytes():
+    """The LM stream's defaults (cm.MixSettings) are the format's: nothing of them is stored."""
+    header = archive.Header(model={"id": "codeseed-small", "sha256": "f4" * 32}, settings={
+        "engine": archive.HEADER_ENGINE, "lm": {"window": 256, "rows": 45, "chunk": 1024, "mix": cm.MixSettings().to_dict()}})
+    assert len(archive.compact_header(header)) == 26

@@ -153,10 +153,9 @@ def _fix_crc(data: bytes, offset: int, length: int) -> bytes:
     """The archive with the CRC32 of the payload at `offset` recomputed: index and footer rewritten."""
     import struct
     import zlib
-    footer = archive.FOOTERS[archive.FORMAT_VERSION]
-    ioff, ilen, raw_len, _, end = footer.unpack(data[-footer.size:])
-    index = bytearray(archive._decompress_index(data[ioff:ioff + ilen], archive.FORMAT_VERSION, raw_len))
-    # the header, then the payload table: count, codec names, lengths, CRC32s (format 5)
+    version, ioff, raw = archive._index_of(data)
+    index = bytearray(raw)
+    # the header, then the payload table: count, codec names, lengths, CRC32s (format 5 on)
     hlen, pos = codecs.read_varint(index, 0)
     n, pos = codecs.read_varint(index, pos + hlen)
     for _ in range(n):
@@ -169,8 +168,7 @@ def _fix_crc(data: bytes, offset: int, length: int) -> bytes:
     starts = [ioff - sum(lengths[:n]) + sum(lengths[:k]) for k in range(n)]
     k = starts.index(offset)
     index[pos + 4 * k:pos + 4 * k + 4] = struct.pack("<I", zlib.crc32(data[offset:offset + length]))
-    raw = archive._compress_index(bytes(index))
-    return data[:ioff] + raw + footer.pack(ioff, len(raw), len(index), zlib.crc32(raw), end)
+    return data[:ioff] + archive._frame_index(version, bytes(index), ioff)
 
 
 @pytest.mark.parametrize("text", [b"", b"abc", b"x" * 10 + b"a" * 33, b"0" * 33, b"f" * 31 + b"\n",
@@ -229,14 +227,17 @@ def test_format2_model_archives_decode_with_the_float_engine_or_say_why(tmp_path
 # blending, every entry with a digest prefix, the header outside the index). format4-lm.cseed and
 # format4-seeded.cseed: the same files packed --exact, and seeded with --lossy-code
 # --min-text-similarity 0 (select.py seeded, in the LM stream), by codeseed 981199e (format 4: the
-# full header and every path, start and decoded size in the index). They decode exactly on any
-# machine: that is what the exact engine is for.
+# full header and every path, start and decoded size in the index). format5-lm.cseed and
+# format5-seeded.cseed: the same two ways, by codeseed 70d4fca (format 5: the JSON header less its
+# defaults, paths NUL-separated, the 36-byte footer). They decode exactly on any machine: that is
+# what the exact engine is for.
 SEEDED_SELECT_SHA256_BY_FORMAT = {3: "2b6bda1647efcb1b4dcfc0d5d8245093841c94832ca290f8f51b79ea925efaed",
-                                  4: "e777229fba65e5660b8a65b9cbc8d9bac8c9238658cb96b6de18a21597088bf2"}
+                                  4: "e777229fba65e5660b8a65b9cbc8d9bac8c9238658cb96b6de18a21597088bf2",
+                                  5: "e777229fba65e5660b8a65b9cbc8d9bac8c9238658cb96b6de18a21597088bf2"}
 
 
-@pytest.mark.parametrize("version,kind", [(3, "lm"), (3, "seeded"), (4, "lm"), (4, "seeded")])
-def test_format3_and_4_archives_still_decode_exactly(tmp_path, version, kind):
+@pytest.mark.parametrize("version,kind", [(v, k) for v in (3, 4, 5) for k in ("lm", "seeded")])
+def test_format3_to_5_archives_still_decode_exactly(tmp_path, version, kind):
     src = Path(__file__).resolve().parent / "data" / f"format{version}-{kind}.cseed"
     with archive.Archive(src) as arc:
         assert arc.version == version and any(e.codec == "lm" for e in arc.entries)
@@ -254,19 +255,14 @@ def test_format3_and_4_archives_still_decode_exactly(tmp_path, version, kind):
 
 
 def _with_header(data: bytes, change) -> bytes:
-    """The format-4 archive with its header (in the index) changed by change(dict), CRCs valid."""
-    import json
-    import zlib
-    footer = archive.FOOTERS[archive.FORMAT_VERSION]
-    ioff, ilen, raw_len, _, end = footer.unpack(data[-footer.size:])
-    index = archive._decompress_index(data[ioff:ioff + ilen], archive.FORMAT_VERSION, raw_len)
+    """The archive with its header (in the index) changed by change(dict), CRCs valid."""
+    version, ioff, index = archive._index_of(data)
     hlen, pos = codecs.read_varint(index, 0)
-    header = json.loads(index[pos:pos + hlen])
+    header = archive.expand_header(index[pos:pos + hlen])
     change(header)
-    blob = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    blob = archive.compact_header(archive.Header(header["flags"], header["model"], header["settings"]))
     raw = codecs.varint(len(blob)) + blob + index[pos + hlen:]
-    coded = archive._compress_index(raw)
-    return data[:ioff] + coded + footer.pack(ioff, len(coded), len(raw), zlib.crc32(coded), end)
+    return data[:ioff] + archive._frame_index(version, raw, ioff)
 
 
 @pytest.mark.parametrize("key, value", [("window", 65536), ("window", 128), ("rows", "12"), ("rows", 1.5),
@@ -299,12 +295,37 @@ def test_stream_settings_of_the_wrong_type_or_size_are_refused_at_once(sample, t
 
 
 @pytest.mark.parametrize("sha", ["", "f447", "F447AC2AE0603D0B", "f447ac2ae0603d0g", "0" * 65])
-def test_a_model_hash_that_is_not_16_to_64_hex_digits_is_a_corrupt_header(sample, tmp_path, tiny_model, sha):
-    """Format 5 keeps 16 hex digits of the model's SHA-256: fewer, other characters or more than a
-    SHA-256 has are a damaged header (exit 4), not a model mismatch (exit 6)."""
-    src = tmp_path / "a.cseed"
-    codeseed.pack(sample, src, mode="exact", model=tiny_model)
+def test_a_format5_model_hash_that_is_not_16_to_64_hex_digits_is_a_corrupt_header(tmp_path, sha):
+    """Format 5 kept 16 hex digits of the model's SHA-256 in JSON: fewer, other characters or more
+    than a SHA-256 has are a damaged header (exit 4), not a model mismatch (exit 6). (Format 6 keeps
+    8 bytes: any value is 16 hex digits.)"""
+    import json
+    data = (Path(__file__).resolve().parent / "data" / "format5-lm.cseed").read_bytes()
+    version, ioff, index = archive._index_of(data)
+    hlen, pos = codecs.read_varint(index, 0)
+    header = json.loads(index[pos:pos + hlen])
+    header["model"]["sha256"] = sha
+    blob = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     bad = tmp_path / "bad.cseed"
-    bad.write_bytes(_with_header(src.read_bytes(), lambda h: h["model"].update(sha256=sha)))
+    bad.write_bytes(data[:ioff] + archive._frame_index(version, codecs.varint(len(blob)) + blob + index[pos + hlen:], ioff))
     with pytest.raises(ArchiveError, match="sha256 of 16 to 64 hex digits"):
         archive.Archive(bad)
+
+
+@pytest.mark.parametrize("cut", [b"", b"\x05ab", b"\x0fcodeseed-small\x01\x02", b"\x00\x03\x80",
+                                 b"\x00\x00[]", b"\x00\x00{\"model\":null}", b"\x00\x00{\"settings\":[1]}",
+                                 b"\x00\x03\x10{\"settings\":{\"lm\":{\"rows\":3}}}", b"\x00\x00{\"flags\":\"x\"}"])
+def test_a_format6_header_that_does_not_read_is_one_line_exit_4(sample, tmp_path, cut):
+    """Format 6's binary header cut short, with a model id longer than the header, JSON that is not
+    an object, or LM settings both binary and in JSON: a corrupt header, never a traceback."""
+    src = tmp_path / "a.cseed"
+    codeseed.pack(sample, src, mode="classical")
+    data = src.read_bytes()
+    version, ioff, index = archive._index_of(data)
+    assert version == 6
+    hlen, pos = codecs.read_varint(index, 0)
+    bad = tmp_path / "bad.cseed"
+    bad.write_bytes(data[:ioff] + archive._frame_index(version, codecs.varint(len(cut)) + cut + index[pos + hlen:], ioff))
+    r = subprocess.run([sys.executable, "-m", "codeseed", "info", str(bad)], capture_output=True, text=True)
+    assert r.returncode == ArchiveError.exit_code and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "corrupt" in r.stderr

@@ -63,7 +63,7 @@ def raw_v2(dst: Path, rows: list[dict], header: bytes = b'{"flags":[],"model":nu
     idx += hashlib.sha256(b"".join(fulls)).digest()
     index = lzma.compress(bytes(idx), format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "preset": 6}])
     ioff = len(body)
-    body += index + struct.pack("<QQI8s", ioff, len(index), zlib.crc32(index), archive.END_MAGIC)
+    body += index + struct.pack("<QQI8s", ioff, len(index), zlib.crc32(index), archive.END_MAGICS[2])
     dst.write_bytes(bytes(body))
     return dst
 
