@@ -180,8 +180,10 @@ def attend(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last, out):
     keys nk (R, KV, S, DH) int8, scales nks (R, KV, S) f32, values nv (R, KV, S, DH) int32; cache ck
     (R, KV, DH, N) int8, cks (R, KV, N) f32, cv (R, KV, DH, N) int32; blocked (R, S, N + S); out
     (R, S, H, DH) float64.
-    A query that sees itself and none of the cache (a segment's first block) takes _attend_new:
-    masked keys weigh 0 (table[last] == 0), so its integer sums are the same without them."""
+    Masked keys weigh 0 (table[last] == 0), so the integer sums are the same without them: the
+    loops over the cache run over the span of keys a query sees (half the cache, on average, while
+    a prompt fills it), and a query that sees itself and none of the cache (a segment's first
+    block) takes _attend_new."""
     R, S, H, DH = qq.shape
     KV, N = ck.shape[1], ck.shape[3]
     rep = H // KV
@@ -192,54 +194,73 @@ def attend(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last, out):
     w = np.empty(N + S, dtype=np.int32)  # weights <= 2^12: int32 x int32 -> int64 products
     for r in range(R):
         for s in range(S):
-            cached = False
+            lo, hi = N, 0  # the cached keys it sees lie in [lo, hi): the loops skip the rest (weight 0)
             for j in range(N):
                 if not blocked[r, s, j]:
-                    cached = True
+                    lo = j
                     break
-            if not cached and not blocked[r, s, N + s]:
+            for j in range(N - 1, lo - 1, -1):
+                if not blocked[r, s, j]:
+                    hi = j + 1
+                    break
+            if lo == N and not blocked[r, s, N + s]:
                 _attend_new(qq, qs, nk, nks, nv, blocked, table, last, out, r, s, N, sc, w)
                 continue
             for h in range(H):
                 g = h // rep
                 q = qs[r, s, h]
-                dots[:] = 0
-                for d in range(DH):  # q . k for every cached key at once: N-long vector steps
+                seen = dots[lo:hi]
+                seen[:] = 0
+                for d in range(DH):  # q . k for every cached key it sees at once: vector steps
                     qd = np.int32(qq[r, s, h, d])
-                    kd = ck[r, g, d]
-                    for j in range(N):
-                        dots[j] += qd * np.int32(kd[j])
+                    kd = ck[r, g, d, lo:hi]
+                    for j in range(hi - lo):
+                        seen[j] += qd * np.int32(kd[j])
                 top = neg
-                for j in range(N + S):
+                for j in range(lo, hi):
                     if blocked[r, s, j]:
                         sc[j] = neg
                         continue
-                    if j < N:
-                        x = (np.float32(dots[j]) * q) * cks[r, g, j]
-                    else:
-                        acc = np.int32(0)
-                        for d in range(DH):
-                            acc += np.int32(qq[r, s, h, d]) * np.int32(nk[r, g, j - N, d])
-                        x = (np.float32(acc) * q) * nks[r, g, j - N]
+                    x = (np.float32(dots[j]) * q) * cks[r, g, j]
+                    sc[j] = x
+                    if x > top:
+                        top = x
+                for j in range(N, N + S):
+                    if blocked[r, s, j]:
+                        sc[j] = neg
+                        continue
+                    acc = np.int32(0)
+                    for d in range(DH):
+                        acc += np.int32(qq[r, s, h, d]) * np.int32(nk[r, g, j - N, d])
+                    x = (np.float32(acc) * q) * nks[r, g, j - N]
                     sc[j] = x
                     if x > top:
                         top = x
                 top = top + half
-                den = np.int64(0)
-                for j in range(N + S):
-                    x = top - sc[j]
-                    if x > last:
-                        x = last
-                    w[j] = table[np.int64(x)]
-                    den += w[j]
+                den = _weigh(sc, w, table, top, last, lo, hi) + _weigh(sc, w, table, top, last, N, N + S)
                 for d in range(DH):  # integer weights and values: exact in int64 (< 2^51), and an integer
-                    vd = cv[r, g, d]  # reduction vectorizes (a float one may not be reordered)
+                    vd = cv[r, g, d, lo:hi]  # reduction vectorizes (a float one may not be reordered)
+                    ws = w[lo:hi]
                     acc64 = np.int64(0)
-                    for j in range(N):
-                        acc64 += np.int64(w[j]) * np.int64(vd[j])
+                    for j in range(hi - lo):
+                        acc64 += np.int64(ws[j]) * np.int64(vd[j])
                     for j in range(S):
                         acc64 += np.int64(w[N + j]) * np.int64(nv[r, g, j, d])
                     out[r, s, h, d] = np.float64(acc64) / np.float64(den) * VALUE_SCALE_DOWN
+
+
+@njit(cache=True, nogil=True)
+def _weigh(sc, w, table, top, last, a, b):
+    """Attention weights w[a:b] of the scores sc[a:b] under the row's top (the exp table's integer
+    weights); returns their sum."""
+    den = np.int64(0)
+    for j in range(a, b):
+        x = top - sc[j]
+        if x > last:
+            x = last
+        w[j] = table[np.int64(x)]
+        den += w[j]
+    return den
 
 
 @njit(cache=True, nogil=True)

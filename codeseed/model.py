@@ -170,28 +170,46 @@ class CodeModel:
         return self.token_bits_many([ids])[0]
 
     @torch.no_grad()
-    def token_bits_many(self, id_lists: list[list[int]], rows: int = 32) -> list[np.ndarray]:
-        """token_bits() of several token lists, `rows` at a time side by side (the same numbers)."""
-        out: list[np.ndarray] = [np.zeros(0)] * len(id_lists)
-        todo = sorted((i for i, ids in enumerate(id_lists) if ids), key=lambda i: -len(id_lists[i]))
-        for a in range(0, len(todo), rows):
-            batch = todo[a:a + rows]
-            logits = self._run([[self.bos] + list(id_lists[i])[:-1] for i in batch])
-            for i, lg in zip(batch, logits):
-                ids = torch.tensor(id_lists[i])
-                lp = torch.log_softmax(lg, -1)
-                out[i] = (lp[torch.arange(len(ids)), ids] / -np.log(2)).numpy()
+    def token_bits_many(self, id_lists: list[list[int]], rows: int = 32, chunk: int | None = None) -> list[np.ndarray]:
+        """token_bits() of several token lists, `rows` at a time side by side (the same numbers),
+        each token's bits taken block by block (a 20,000-token file's (n, V) float64 logits took
+        1.3 GB and half its time).
+
+        `chunk` (tokens): a longer list is scored as rows of `chunk` tokens side by side, each
+        reading first the up to `context` tokens before its own (whose bits the row before gives):
+        the same window for every token, but the deeper layers no longer reach past it, so bits
+        differ a little from the whole pass (assess: predictive potential; RESULTS.md, issue 15)."""
+        eng = self.engine
+        out = [np.zeros(len(ids)) for ids in id_lists]
+        pieces = []  # (list, where its feed starts in [bos] + ids, context tokens read first, feed)
+        for i, ids in enumerate(id_lists):
+            x = [self.bos] + list(ids[:-1])
+            step = chunk or max(len(ids), 1)
+            for s in range(0, len(ids), step):
+                c = max(0, s - self.context)
+                pieces.append((i, c, s - c, x[c:s + step]))
+        pieces.sort(key=lambda p: -len(p[3]))
+        for a in range(0, len(pieces), rows):
+            batch = pieces[a:a + rows]
+            for at, acc, scale in self._passes([p[3] for p in batch], eng.new_cache(len(batch), self.context)):
+                lp = torch.log_softmax(eng.logits(acc, scale), -1)
+                for r, (i, c, skip, feed) in enumerate(batch):
+                    lo, hi = max(at, skip), min(at + acc.shape[1], len(feed))
+                    if lo < hi:  # feed position q predicts ids[c + q]
+                        target = torch.tensor(id_lists[i][c + lo:c + hi])
+                        out[i][c + lo:c + hi] = (lp[r, torch.arange(lo - at, hi - at), target] / -np.log(2)).numpy()
         return out
 
-    def char_bits(self, text: str) -> np.ndarray:
-        """Bits per character: each token's surprisal spread evenly over the characters it covers."""
-        return self.char_bits_many([text])[0]
+    def char_bits(self, text: str, chunk: int | None = None) -> np.ndarray:
+        """Bits per character: each token's surprisal spread evenly over the characters it covers
+        (`chunk`: see token_bits_many)."""
+        return self.char_bits_many([text], chunk)[0]
 
-    def char_bits_many(self, texts: list[str]) -> list[np.ndarray]:
+    def char_bits_many(self, texts: list[str], chunk: int | None = None) -> list[np.ndarray]:
         """char_bits() of several texts, scored side by side."""
         encs = [self.fast.encode(t, add_special_tokens=False) for t in texts]
         out = []
-        for text, enc, bits in zip(texts, encs, self.token_bits_many([e.ids for e in encs])):
+        for text, enc, bits in zip(texts, encs, self.token_bits_many([e.ids for e in encs], chunk=chunk)):
             per_char = np.zeros(len(text), dtype=np.float64)
             for b, (s, e) in zip(bits, enc.offsets):
                 if e > s:
@@ -265,30 +283,36 @@ class CodeModel:
         from one teacher-forced pass; exact, since the engine's passes equal its steps."""
         return self.reproduces_prompt(self._fim_prompt(prefix, suffix, self._prompt_room(len(middle))), middle)
 
-    @torch.no_grad()
     def reproduces_prompt(self, prompt: list[int], middle: list[int]) -> bool:
-        """reproduces() given the FIM prompt (_fim_prompt's ids): teacher-forced a block at a time,
-        ending at the first middle token that is not the greedy choice."""
-        if not middle:
-            return True
-        eng = self.engine
-        first = len(prompt) - 1  # the output at `first` predicts middle[0]
-        for a, acc, scale in self._passes([list(prompt) + list(middle[:-1])], eng.new_cache(1, self.context)):
-            lo, b = max(a, first), a + acc.shape[1]
-            if lo < b and eng.logits(acc[0, lo - a:], scale[0, lo - a:]).argmax(-1).tolist() != \
-                    list(middle[lo - first:b - first]):
-                return False
-        return True
+        """reproduces() given the FIM prompt (_fim_prompt's ids)."""
+        return self.reproduces_prompts([(prompt, middle)])[0]
 
     @torch.no_grad()
-    def reproduces_many(self, cases: list[tuple[str, str, list[int]]]) -> list[bool]:
-        """reproduces() of several (prefix, suffix, middle) cases, in one teacher-forced batch."""
+    def reproduces_prompts(self, cases: list[tuple[list[int], list[int]]], rows: int = 32) -> list[bool]:
+        """reproduces_prompt() of each (prompt, middle), `rows` side by side (similar lengths
+        together), teacher-forced a block at a time: a row is decided at its first middle token
+        that is not the greedy choice, a batch ends when every row is. Each answer is the same
+        whatever else is in its batch (exact engine)."""
         out = [True] * len(cases)
-        todo = [k for k, (_, _, m) in enumerate(cases) if m]
-        prompts = {k: self._fim_prompt(cases[k][0], cases[k][1], self._prompt_room(len(cases[k][2]))) for k in todo}
-        logits = self._run([prompts[k] + list(cases[k][2][:-1]) for k in todo])
-        for k, lg in zip(todo, logits):
-            out[k] = lg[len(prompts[k]) - 1:].argmax(-1).tolist() == list(cases[k][2])
+        todo = sorted((k for k, (_, m) in enumerate(cases) if m), key=lambda k: -len(cases[k][0]) - len(cases[k][1]))
+        eng = self.engine
+        for at in range(0, len(todo), rows):
+            batch = todo[at:at + rows]
+            firsts = [len(cases[k][0]) - 1 for k in batch]  # the output at `first` predicts middle[0]
+            open_rows = set(range(len(batch)))
+            feeds = [list(cases[k][0]) + list(cases[k][1][:-1]) for k in batch]
+            for a, acc, scale in self._passes(feeds, eng.new_cache(len(batch), self.context)):
+                b = a + acc.shape[1]
+                for r in sorted(open_rows):
+                    middle, first = cases[batch[r]][1], firsts[r]
+                    lo, hi = max(a, first), min(b, first + len(middle))
+                    if lo < hi and eng.logits(acc[r, lo - a:hi - a], scale[r, lo - a:hi - a]).argmax(-1).tolist() != \
+                            list(middle[lo - first:hi - first]):
+                        out[batch[r]] = False
+                    if not out[batch[r]] or hi == first + len(middle):
+                        open_rows.discard(r)
+                if not open_rows:
+                    break
         return out
 
     @torch.no_grad()

@@ -400,7 +400,7 @@ class Planner:
 
     def _prefetch(self, i: int, seed: Seed, holes: list[tuple[int, int]], strict: bool) -> None:
         """The model work of one repair pass, ahead of it and side by side: every code hole's check
-        (in `jobs` threads) and every other hole's fill (in batches), each as the pass will ask for
+        (in batches, reproduces_many, in threads) and every other hole's fill (in batches), each as the pass will ask for
         it if every hole before it comes back as the original (a code hole always does; free text
         does when refused). The pass then finds them in the caches; where a fill before it was
         accepted, its prompt differs and it computes its own (the same results either way)."""
@@ -418,8 +418,11 @@ class Planner:
                     fills[key] = (prefix, suffix, hint)
         if len(checks) + len(fills) < 2:
             return
+        # the checks, FILL_ROWS side by side, in `jobs` threads, beside the fills in this one (one thread
+        # for all checks left the other core idle once the fills were done)
+        checks.sort(key=lambda c: len(c[2]))
         with ThreadPoolExecutor(max(1, self.jobs)) as pool:
-            done = [pool.submit(self.reproduces, *c) for c in checks]
+            done = [pool.submit(self.reproduces_many, checks[a:a + FILL_ROWS]) for a in range(0, len(checks), FILL_ROWS)]
             texts = raw_fills(self.model, list(fills.values()), self.no_repeat) if fills else []
             for f in done:
                 f.result()
@@ -482,17 +485,25 @@ class Planner:
         and that no rule of fill() can stop or steer (no stop token in it, no repeated
         no_repeat-gram) is filled with exactly its middle: that fill goes into the fill cache, so
         repair does not generate it again token by token."""
-        key = self._check_key(prefix, suffix, middle)
-        if key not in self._repro:
+        return self.reproduces_many([(prefix, suffix, middle)])[0]
+
+    def reproduces_many(self, cases: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
+        """reproduces() of each (prefix, suffix, middle): the ones not cached checked side by side
+        (model.reproduces_prompts), the same answers as one at a time."""
+        keys = [self._check_key(*c) for c in cases]
+        todo = {k: c for k, c in zip(keys, cases) if k not in self._repro}
+        if todo and all(isinstance(k[0], tuple) for k in todo):  # the keys hold the model's prompts
+            got = self.model.reproduces_prompts([(list(k[0][1]), list(k[1])) for k in todo])
+        else:
+            got = [self.model.reproduces(p.decode("utf-8"), s.decode("utf-8"), list(k[1]))
+                   for k, (p, s, _) in todo.items()]
+        stops = getattr(self.model, "_fim_ids", (None, None, None, ()))[3]
+        for key, ok in zip(todo, got):
+            self._repro[key] = ok
             ids = list(key[1])
-            if isinstance(key[0], tuple):  # the key holds the model's prompt: no need to build it again
-                self._repro[key] = self.model.reproduces_prompt(list(key[0][1]), ids)
-            else:
-                self._repro[key] = self.model.reproduces(prefix.decode("utf-8"), suffix.decode("utf-8"), ids)
-            stops = getattr(self.model, "_fim_ids", (None, None, None, ()))[3]
-            if self._repro[key] and not any(t in stops for t in ids) and not repeats_banned(ids, self.no_repeat):
+            if ok and not any(t in stops for t in ids) and not repeats_banned(ids, self.no_repeat):
                 self._fills.setdefault(key[0], self.model.decode(ids))
-        return self._repro[key]
+        return [self._repro[k] for k in keys]
 
     def plan(self, budgets: dict[int, float], strict: bool = False) -> dict[int, SeededFile]:
         """For each file, the first budget from budgets[i] up (in BUDGET_STEP) at which the repaired

@@ -144,6 +144,8 @@ def test_tables_are_built_without_libm():
     assert t[0] == 1 << engine.OUT_SCALE_BITS and t[-1] == 1 and np.all(np.diff(t) <= 0)
     k = np.arange(2000)
     assert np.allclose(t[:2000], 2 ** 24 * np.exp(-k / engine.OUT_STEPS), rtol=1e-6)
+    # attention's last weight, a masked key's, is 0: engine_cpu.attend skips masked keys for it
+    assert engine.decay_table(engine.ATT_STEPS, engine.ATT_SCALE_BITS, 0)[-1] == 0
     sq, st = cm.squash_table(), cm.stretch_table()
     assert sq[2047] == 2048 and np.all(np.diff(sq) >= 0) and abs(st[2048]) <= 1
 
@@ -269,14 +271,22 @@ def test_token_bits_sum_to_the_codec_cost_without_mixing(tiny_model):
     assert abs(sc.file_bits[0] - bits.sum()) < 0.01 * bits.sum() + 2
 
 
-def test_batched_scores_equal_one_at_a_time(tiny_model):
+def test_batched_scores_and_checks_equal_one_at_a_time(tiny_model):
     texts = [TEXTS[0][:900], "", TEXTS[1][:300], TEXTS[0][:40]]
     many = tiny_model.char_bits_many(texts)
     for text, bits in zip(texts, many):
         assert np.array_equal(bits, tiny_model.char_bits(text))
     src = (FIXTURE / "inventory" / "store.py").read_text()
-    cases = [(src[:a], src[a + 20:], tiny_model.encode(src[a:a + 20])) for a in (100, 400, 700)]
-    assert tiny_model.reproduces_many(cases) == [tiny_model.reproduces(*c) for c in cases]
+    cases = [(src[:a], src[a + n:], tiny_model.encode(src[a:a + n])) for a in (100, 400, 700, 1000) for n in (3, 20, 60)]
+    prompts = [(tiny_model._fim_prompt(p, s, tiny_model._prompt_room(len(m))), m) for p, s, m in cases]
+    one = [tiny_model.reproduces(*c) for c in cases]
+    assert tiny_model.reproduces_prompts(prompts) == tiny_model.reproduces_prompts(prompts, rows=5) == one
+    # a middle that is the model's own greedy choice, token by token, is True beside ones that are not
+    prompt, greedy = prompts[0][0], []
+    for _ in range(6):
+        greedy.append(int(tiny_model._run([prompt + greedy])[0][-1].argmax()))
+    assert tiny_model.reproduces_prompts([(prompt, greedy)] + prompts) == [True] + one
+    assert tiny_model.reproduces_prompts([(prompt, greedy[:-1] + [greedy[-1] + 1])]) == [False]
 
 
 def test_fim_prompts_from_a_cut_text_equal_prompts_from_the_whole_text(tiny_model):
