@@ -329,7 +329,7 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
                 digest[i] = hashlib.sha256(s.reconstruction).digest()
             coded = group_small_files(files, coded, bar)
             header = archive.Header(model=lm.id.to_dict(), settings=exact.header_settings(settings))
-            if mode == "seeded":  # how pack filled the holes, so that unpack fills them the same way
+            if plan:  # how pack filled the holes, so that unpack fills them the same way (none: no holes)
                 header.settings["fill"] = {"no_repeat": planner.no_repeat}
     entries = []
     for i, (f, c, fid) in enumerate(zip(files, coded, fidelity)):

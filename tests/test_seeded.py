@@ -273,3 +273,18 @@ def test_a_docstring_is_never_left_blank(tiny_model, monkeypatch):
     planner._fills.clear()  # fills are cached by their inputs
     seed, recon = planner.repair(0, list(kept), strict=True)
     assert recon == data.replace(b"Area of a w by h rectangle.", b"Some text.") and seed.stops == "D"
+
+
+def test_a_seeded_pack_that_seeds_nothing_writes_the_exact_archive(tiny_model, tmp_path):
+    """Files no judge can seed (text, data) stay exact: the archive names no fill rule, and is byte
+    for byte the one --exact writes (it carried the rule, 30 bytes, for no hole at all)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "notes.txt").write_text("Plain notes, not a language a judge reads.\n" * 20)
+    (src / "data.csv").write_text("".join(f"{i},{i * i}\n" for i in range(200)))
+    rep = codeseed.pack(src, tmp_path / "s.cseed", mode="seeded", model=tiny_model)
+    codeseed.pack(src, tmp_path / "e.cseed", mode="exact", model=tiny_model)
+    assert all(f.fidelity == "exact" for f in rep.files)
+    with archive.Archive(tmp_path / "s.cseed") as arc:
+        assert "fill" not in arc.header.settings
+    assert (tmp_path / "s.cseed").read_bytes() == (tmp_path / "e.cseed").read_bytes()
