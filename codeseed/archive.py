@@ -57,7 +57,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codeseed import codecs
+from codeseed import codecs, safety
 from codeseed.errors import ArchiveError, InputError
 
 MAGIC = b"CSEED\r\n\x1a"
@@ -71,10 +71,14 @@ SYMLINK, NO_DIGEST = 1, 2     # entry kind bits: a symlink; no digest prefix (st
 FOOTERS = {1: struct.Struct("<QQI8s"), 2: struct.Struct("<QQI8s"), 3: struct.Struct("<QQQI8s"),
            4: struct.Struct("<QQQI8s"), 5: struct.Struct("<QQQI8s"), 6: struct.Struct("<II4s")}
 MAX_INDEX_LENGTH = (1 << 32) - 1  # format 6's footer: bytes of the coded index
+MAX_PATH_BYTES = safety.PATH_MAX - 1  # no path unpack would write is longer
+MIN_PATH_BUDGET, PATH_BUDGET_RATIO = 64 << 20, 64  # path_budget()
 TYPED_META = ("n", "lm", "alt")  # format 4: these meta keys are varint columns (value + 1; 0: absent), not JSON
-INDEX_XZ, INDEX_CM = 0, 1     # format 4: the index blob's first byte, the codec of the rest
-INDEX_CM_MAX_RATIO = 64       # a cm-coded index decodes to at most this many bytes a coded byte (real ones: 3-5);
-                              # cm decodes ~0.3 MB/s, so a small index claiming much would hold unpack for minutes
+INDEX_XZ, INDEX_CM, INDEX_STORED = 0, 1, 2  # the index blob's first byte, the codec of the rest (format 4 on;
+                              # stored: format 6 on, for an index that codes smaller than INDEX_MAX_RATIO allows)
+INDEX_MAX_RATIO = 64          # an index decodes to at most this many bytes a coded byte (real ones: 3-10) ...
+INDEX_FREE_BYTES = 16 << 20   # ... or to this many, whatever it is coded to (xz; cm decodes ~0.3 MB/s: a small
+                              # index claiming much would hold unpack for minutes)
 FIDELITIES = ("exact", "seeded", "seeded+similarity", "seeded+tests")
 MAX_SIZE = 1 << 40            # bytes: an entry's size or a payload's decoded size (1 TiB)
 MAX_INDEX_BYTES = 1 << 30     # decoded index; formats 1-2 do not declare its size, 3 does
@@ -219,6 +223,12 @@ def shared_folders(paths: list[bytes]) -> list[int]:
     return out
 
 
+def path_budget(index_bytes: int) -> int:
+    """Bytes all paths of a format-6 index may add up to once front-decoded: a 20 KB archive of
+    paths each one byte longer than the one before decoded to 1 GB of them (a fresh review)."""
+    return max(MIN_PATH_BUDGET, PATH_BUDGET_RATIO * index_bytes)
+
+
 def expected_tokens(size: int) -> int:
     """Format 6 stores a token count as its difference from this guess: 3.3 bytes a token, about the
     bundled tokenizer's rate on code and prose (44 bytes less over eval-public's three trees)."""
@@ -356,6 +366,8 @@ def _encode_index(entries: list[Entry], payload_ids: list[int], payloads: list[t
     paths = [e.path.encode("utf-8", "surrogateescape") for e in entries]
     if any(b"\0" in p for p in paths):
         raise ValueError("a path with a NUL byte")
+    if any(len(x) > MAX_PATH_BYTES for x in paths):
+        raise InputError(f"a path longer than {MAX_PATH_BYTES} bytes (unpack would refuse it)")
     shared = shared_folders(paths)
     for k in shared:
         out += codecs.varint(k)
@@ -376,6 +388,8 @@ def _encode_index(entries: list[Entry], payload_ids: list[int], payloads: list[t
     for e in entries:
         out += e.sha256[:ENTRY_DIGEST_BYTES[FORMAT_VERSION]] if stores_digest(e, FORMAT_VERSION) else b""
     out += tree_digest([e.sha256 for e in entries])
+    if sum(map(len, paths)) > path_budget(len(out)):  # what the reader allows
+        raise InputError("the paths add up to more than an archive's index may hold")
     return bytes(out)
 
 
@@ -402,18 +416,20 @@ def _decode_index(raw: bytes, version: int, payload_start: int, payload_end: int
     if version < 5:
         paths = [r.blob().decode("utf-8", "surrogateescape") for _ in range(n)]
     else:
-        shared = [r.varint(MAX_INDEX_BYTES) for _ in range(n)] if version >= 6 else [0] * n
-        rest = r.blob().split(b"\0") if n else []
-        if len(rest) != n:
+        shared = [r.varint(MAX_PATH_BYTES) for _ in range(n)] if version >= 6 else [0] * n
+        joined = r.blob()
+        rest = joined.split(b"\0") if n else []
+        if len(rest) != n or (joined and not n):
             raise ArchiveError("corrupt archive: the path column does not hold one path an entry")
-        paths, prev, total = [], b"", 0
+        paths, prev, budget = [], b"", path_budget(len(raw))
         for k, x in zip(shared, rest):
             if k > len(prev):
                 raise ArchiveError("corrupt archive: a path shares more than the path before it holds")
             prev = prev[:k] + x
-            total += len(prev)
-            if total > MAX_INDEX_BYTES:  # front coding must not make the paths a memory bomb
-                raise ArchiveError("corrupt archive: the paths add up to more than an index may hold")
+            budget -= len(prev)
+            if len(prev) > MAX_PATH_BYTES or budget < 0:  # front coding must not make paths a memory bomb
+                raise ArchiveError("corrupt archive: a path longer than a path may be, or paths adding up "
+                                   "to far more than their index")
             paths.append(prev.decode("utf-8", "surrogateescape"))
     fidelities = [r.text("a fidelity") for _ in range(n)]
     metas = [_parse_meta(r.blob()) for _ in range(n)]
@@ -495,9 +511,16 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not a number")
 
 
+def _finite(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):  # 1e999: json reads it as infinity, which JSON cannot write back
+        raise ValueError(f"{text} is not a finite number")
+    return v
+
+
 def _parse_json(blob: bytes, what: str):
     try:
-        return json.loads(blob.decode("utf-8"), parse_constant=_reject_constant)
+        return json.loads(blob.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ArchiveError(f"corrupt archive: {what} is not UTF-8 JSON") from None
 
@@ -522,7 +545,8 @@ def _is_number(v) -> bool:
 # The entry meta keys codeseed knows, and the type of each (others are kept and ignored).
 META_TYPES = {"n": _is_int, "holes": lambda v: isinstance(v, list) and all(_is_int(h) and h >= 0 for h in v),
               "stops": lambda v: isinstance(v, str) and v.isascii(),  # seeded.Seed.parse checks the letters
-              "budget": _is_number, "similarity": _is_number,
+              "budget": _is_number, "similarity": _is_number, "chrf": _is_number,
+              "judge": lambda v: isinstance(v, str) and v.isprintable() and len(v) <= 64,
               "lm": _is_int, "alt": _is_int}  # exact mode: a stream member's measured sizes in and outside the stream
 
 
@@ -672,26 +696,44 @@ def _index_of(data: bytes) -> tuple[int, int, bytes]:
     return version, fields[0], _decompress_index(data[fields[0]:fields[0] + fields[1]], version, raw_len)
 
 
+def _index_bound(coded_bytes: int, codec: int) -> int:
+    """The most bytes a coded index of `coded_bytes` may decode to: INDEX_MAX_RATIO a coded byte
+    (real indexes: 3-10), or INDEX_FREE_BYTES whatever it is coded to (not for cm, which decodes at
+    ~0.3 MB/s). A 44 KB archive claiming 300 MB of index took 880 MB of memory (a fresh review)."""
+    free = 0 if codec == INDEX_CM else INDEX_FREE_BYTES
+    return max(free, INDEX_MAX_RATIO * coded_bytes)
+
+
 def _compress_index(raw: bytes) -> bytes:
     """The smaller of raw LZMA2 and the byte-level context mixing codec (bytecm.py), after a byte
-    naming it (the footer's CRC already guards the index). On eval-public's trees cm was 8-12% smaller."""
+    naming it (the footer's CRC already guards the index); on eval-public's trees cm was 8-12%
+    smaller. An index that codes smaller than the reader lets it (_index_bound) is stored as is."""
     xz = bytes([INDEX_XZ]) + codecs.xz_encode(raw)
     from codeseed import bytecm
     cm = bytes([INDEX_CM]) + bytecm.encode(raw)
-    return cm if len(cm) < len(xz) and len(raw) <= INDEX_CM_MAX_RATIO * (len(cm) - 1) else xz
+    fits = [c for c in (cm, xz) if len(raw) <= _index_bound(len(c) - 1, c[0])]
+    return min(fits, key=len) if fits else bytes([INDEX_STORED]) + raw
 
 
 def _decompress_index(index: bytes, version: int, raw_len: int) -> bytes:
-    if version < 4:
-        return codecs.xz_decode(index, raw_len)
-    if not index or index[0] not in (INDEX_XZ, INDEX_CM):
+    """The decoded index, at most raw_len bytes (formats 1-2: at most what _index_bound allows)."""
+    codec = INDEX_XZ if version < 4 else (index[0] if index else -1)
+    coded = index if version < 4 else index[1:]
+    if codec not in (INDEX_XZ, INDEX_CM) and not (codec == INDEX_STORED and version >= 6):
         raise ArchiveError("corrupt archive (unknown index codec)")
-    if index[0] == INDEX_XZ:
-        return codecs.xz_decode(index[1:], raw_len)
-    if raw_len > INDEX_CM_MAX_RATIO * (len(index) - 1):
-        raise ArchiveError(f"corrupt archive (a {len(index) - 1}-byte cm index cannot hold {raw_len} bytes)")
+    if codec == INDEX_STORED:
+        if len(coded) != raw_len:
+            raise ArchiveError("corrupt archive (a stored index of another length than declared)")
+        return coded
+    bound = _index_bound(len(coded), codec)
+    if version < 3:  # the length is not declared: decoding stops at the bound
+        raw_len = min(raw_len, bound)
+    elif raw_len > bound:
+        raise ArchiveError(f"corrupt archive (a {len(coded)}-byte index cannot hold {raw_len} bytes)")
+    if codec == INDEX_XZ:
+        return codecs.xz_decode(coded, raw_len)
     from codeseed import bytecm
-    return bytecm.decode(index[1:], raw_len)
+    return bytecm.decode(coded, raw_len)
 
 
 class Archive:

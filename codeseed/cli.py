@@ -180,7 +180,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             fid += f", text chrF {e.meta['chrf']:.1f})" if "chrf" in e.meta else ")"
         solid = e.in_block() and e.codec != "lm"  # a slice of a solid block (the LM stream is not one)
         table.add_row(Text(name), str(e.size), str(e.stored_share()), Text(display(e.codec) + (" solid" if solid else "")),
-                      fid, Text(display(placement(e, bool(header.model)))))
+                      Text(display(fid)), Text(display(placement(e, bool(header.model)))))
     raw = sum(e.size for e in entries)
     table.add_section()
     table.add_row(f"{len(entries)} entries", str(raw), str(size), "", f"{100 * size / raw:.1f}%" if raw else "")

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import codeseed
-from codeseed import archive, cm
+from codeseed import archive, cm, codecs
 from codeseed.cli import main
 from codeseed.errors import ArchiveError, InputError, OutputExistsError, UnsafeArchiveError
 
@@ -299,10 +299,12 @@ def test_cli_entry_point_runs(sample, tmp_path):
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
-def test_a_small_cm_index_cannot_claim_a_large_one(tmp_path):
-    """The cm codec decodes ~0.3 MB/s: an index of a few KB claiming hundreds of MB would hold
-    `info` for minutes. A cm index decodes to at most INDEX_CM_MAX_RATIO bytes a coded byte."""
-    import zlib
+@pytest.mark.parametrize("codec", ["cm", "xz"])
+def test_a_small_index_cannot_claim_a_large_one(tmp_path, codec):
+    """An index decodes to at most INDEX_MAX_RATIO bytes a coded byte, or (xz) INDEX_FREE_BYTES: a
+    44 KB archive whose xz index claimed 300 MB took 880 MB of memory, and cm decodes ~0.3 MB/s, so
+    a cm index of a few KB claiming hundreds of MB would hold `info` for minutes."""
+    import lzma
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_text("hello\n")
@@ -310,13 +312,81 @@ def test_a_small_cm_index_cannot_claim_a_large_one(tmp_path):
     codeseed.pack(src, dst, mode="classical")
     data = dst.read_bytes()
     version, ioff, raw = archive._index_of(data)
-    claim = archive.INDEX_CM_MAX_RATIO * 8000 + 1
-    (tmp_path / "bad.cseed").write_bytes(data[:ioff] + archive._frame_index(
-        version, raw, ioff, coded=bytes([archive.INDEX_CM]) + bytes(8000), raw_len=claim))
+    if codec == "cm":
+        coded = bytes([archive.INDEX_CM]) + bytes(8000)
+    else:  # 300 MB of spaces after the real index: xz codes them to a few KB
+        coded = bytes([archive.INDEX_XZ]) + lzma.compress(raw + b" " * (300 << 20), format=lzma.FORMAT_RAW,
+                                                          filters=[{"id": lzma.FILTER_LZMA2, "preset": 1}])
+    claim = max(archive._index_bound(len(coded) - 1, coded[0]) + 1, len(raw) + (300 << 20) if codec == "xz" else 0)
+    (tmp_path / "bad.cseed").write_bytes(data[:ioff] + archive._frame_index(version, raw, ioff, coded=coded,
+                                                                           raw_len=claim))
     t = time.perf_counter()
     with pytest.raises(ArchiveError, match="index"):
         archive.Archive(tmp_path / "bad.cseed")
     assert time.perf_counter() - t < 5
+
+
+def test_an_index_that_codes_smaller_than_the_reader_allows_is_stored_as_is(tmp_path, monkeypatch):
+    """Pack never writes what unpack refuses: an index xz and cm code past INDEX_MAX_RATIO (here,
+    with no free allowance, a 50 KB run in one entry's meta) is stored as is, and reads back."""
+    monkeypatch.setattr(archive, "INDEX_FREE_BYTES", 0)
+    e = archive.Entry("a.txt", 2, hashlib.sha256(b"hi").digest(), "stored", meta={"note": "a" * 50_000})
+    archive.write(tmp_path / "a.cseed", archive.Header(), [e], [b"hi"])
+    data = (tmp_path / "a.cseed").read_bytes()
+    assert data[archive._index_of(data)[1] + 3] == archive.INDEX_STORED  # after the 3-byte varint length
+    with archive.Archive(tmp_path / "a.cseed") as arc:
+        assert arc.entries[0].meta == {"note": "a" * 50_000}
+
+
+def test_an_archive_of_no_entries_reads_back(tmp_path):
+    archive.write(tmp_path / "a.cseed", archive.Header(), [], [])
+    with archive.Archive(tmp_path / "a.cseed") as arc:
+        assert arc.entries == []
+
+
+def _front_coded_index(shared: list[int], rest: list[bytes]) -> bytes:
+    """A format-6 decoded index of empty stored files with these front-coded paths, nothing checked."""
+    v, n = codecs.varint, len(shared)
+    joined = b"\0".join(rest)
+    return (v(2) + b"\0\0" + v(1) + v(6) + b"stored" + v(0) + struct.pack("<I", 0) + v(n)
+            + b"".join(v(k) for k in shared) + v(len(joined)) + joined + (v(5) + b"exact") * n + v(0) * n
+            + bytes([archive.NO_DIGEST]) * n + v(0o644) * n + v(0) * (6 * n) + v(0)
+            + archive.tree_digest([hashlib.sha256(b"").digest()] * n))
+
+
+@pytest.mark.parametrize("shape", ["growing", "long"])
+def test_front_coded_paths_cannot_grow_past_a_path_or_their_index(tmp_path, shape):
+    """Each path may share the whole path before it: 44,000 paths each a byte longer than the last
+    made a 20 KB archive decode to 1 GB of paths (6 GB of memory for `info --json`). A path over
+    safety's PATH_MAX, or paths adding up to more than path_budget() of their index, are a corrupt
+    index, found before they take memory."""
+    if shape == "growing":  # each a byte longer: refused at the first path over MAX_PATH_BYTES
+        n, shared, rest = 5000, list(range(5000)), [b"a"] * 5000
+    else:  # each 4,000 bytes: refused once they add up past the budget's 64 MiB
+        n = archive.MIN_PATH_BUDGET // 4000 + 10
+        shared, rest = [0] + [3999] * (n - 1), [b"d" * 4000] + [b"x"] * (n - 1)
+    raw = _front_coded_index(shared, rest)
+    assert archive.path_budget(len(raw)) == archive.MIN_PATH_BUDGET
+    (tmp_path / "bomb.cseed").write_bytes(archive.MAGIC + struct.pack("<H", 6) + archive._frame_index(6, raw, 10))
+    assert (tmp_path / "bomb.cseed").stat().st_size < 100_000
+    t = time.perf_counter()
+    with pytest.raises(ArchiveError, match="path"):
+        archive.Archive(tmp_path / "bomb.cseed")
+    assert time.perf_counter() - t < 10
+    ok = _front_coded_index([0, 2, 2], [b"d/a", b"b", b"c"])
+    (tmp_path / "ok.cseed").write_bytes(archive.MAGIC + struct.pack("<H", 6) + archive._frame_index(6, ok, 10))
+    with archive.Archive(tmp_path / "ok.cseed") as arc:
+        assert [e.path for e in arc.entries] == ["d/a", "d/b", "d/c"]
+
+
+@pytest.mark.parametrize("meta", [{"chrf": "x"}, {"chrf": float("nan")}, {"judge": "[bold]x\n"}, {"judge": 3}])
+def test_a_seed_report_field_of_the_wrong_type_is_a_corrupt_index(tmp_path, meta):
+    """`info` formats a seeded entry's chrF as a number and its judge as text: a string chrF ended
+    in a traceback (a fresh review)."""
+    e = archive.Entry("a.txt", 2, hashlib.sha256(b"hi").digest(), "stored", meta={"budget": 0.5, "similarity": 0.5, **meta})
+    archive.write(tmp_path / "a.cseed", archive.Header(), [e], [b"hi"])
+    with pytest.raises(ArchiveError, match="meta"):
+        archive.Archive(tmp_path / "a.cseed")
 
 
 FOLDERS = ["", "a/", "a/b/", "ab/", "a/bc/\u00e9/", "a/b/c/"]

@@ -314,10 +314,12 @@ def test_a_format5_model_hash_that_is_not_16_to_64_hex_digits_is_a_corrupt_heade
 
 @pytest.mark.parametrize("cut", [b"", b"\x05ab", b"\x0fcodeseed-small\x01\x02", b"\x00\x03\x80",
                                  b"\x00\x00[]", b"\x00\x00{\"model\":null}", b"\x00\x00{\"settings\":[1]}",
-                                 b"\x00\x03\x10{\"settings\":{\"lm\":{\"rows\":3}}}", b"\x00\x00{\"flags\":\"x\"}"])
+                                 b"\x00\x03\x10{\"settings\":{\"lm\":{\"rows\":3}}}", b"\x00\x00{\"flags\":\"x\"}",
+                                 b"\x00\x00{\"settings\":{\"x\":1e999}}"])
 def test_a_format6_header_that_does_not_read_is_one_line_exit_4(sample, tmp_path, cut):
     """Format 6's binary header cut short, with a model id longer than the header, JSON that is not
-    an object, or LM settings both binary and in JSON: a corrupt header, never a traceback."""
+    an object, LM settings both binary and in JSON, or a number JSON cannot write back (1e999 read
+    as infinity made `info --json` print invalid JSON): a corrupt header, never a traceback."""
     src = tmp_path / "a.cseed"
     codeseed.pack(sample, src, mode="classical")
     data = src.read_bytes()
