@@ -5,9 +5,10 @@ Format 6 (written now; 1 to 5 are still read):
     magic     8 bytes   b"CSEED\\r\\n\\x1a"  (like PNG's: catches text-mode transfer damage)
     version   u16       FORMAT_VERSION
     payloads  ...       back to back, in payload-table order
-    index     ilen      varint: the decoded index's length; a codec byte (INDEX_XZ: raw LZMA2,
-                        INDEX_CM: bytecm.py, whichever is smaller); then the binary index (see
-                        _encode_index), which opens with the binary header (compact_header)
+    index     ilen      varint: the decoded index's length (_index_bound); a codec byte (INDEX_XZ:
+                        raw LZMA2, INDEX_CM: bytecm.py, whichever is smaller; INDEX_STORED when
+                        both code past _index_bound); then the binary index (see _encode_index),
+                        which opens with the binary header (compact_header)
     footer    12 bytes  index length u32 (the index ends where the footer starts), index CRC32 u32,
                         b"CSND"
 
