@@ -400,10 +400,11 @@ class Planner:
 
     def _prefetch(self, i: int, seed: Seed, holes: list[tuple[int, int]], strict: bool) -> None:
         """The model work of one repair pass, ahead of it and side by side: every code hole's check
-        (in batches, reproduces_many, in threads) and every other hole's fill (in batches), each as the pass will ask for
-        it if every hole before it comes back as the original (a code hole always does; free text
-        does when refused). The pass then finds them in the caches; where a fill before it was
-        accepted, its prompt differs and it computes its own (the same results either way)."""
+        (reproduces_many, in batches, in threads) and every other hole's fill (in batches), each as
+        the pass will ask for it if every hole before it comes back as the original (a code hole
+        always does; free text does when refused). The pass then finds them in the caches; where a
+        fill before it was accepted, its prompt differs and it computes its own (the same results
+        either way)."""
         data, ps = self.files[i].data, self.pieces[i]
         checks, fills = [], {}
         for j, hint in enumerate(seed.hints):
