@@ -209,13 +209,21 @@ def attend(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last, out):
             for h in range(H):
                 g = h // rep
                 q = qs[r, s, h]
-                seen = dots[lo:hi]
-                seen[:] = 0
-                for d in range(DH):  # q . k for every cached key it sees at once: vector steps
-                    qd = np.int32(qq[r, s, h, d])
-                    kd = ck[r, g, d, lo:hi]
-                    for j in range(hi - lo):
-                        seen[j] += qd * np.int32(kd[j])
+                if hi - lo == N:  # the whole cache: whole rows (contiguous) vectorize best
+                    dots[:] = 0
+                    for d in range(DH):  # q . k for every cached key at once: vector steps
+                        qd = np.int32(qq[r, s, h, d])
+                        kd = ck[r, g, d]
+                        for j in range(N):
+                            dots[j] += qd * np.int32(kd[j])
+                else:  # the span it sees
+                    seen = dots[lo:hi]
+                    seen[:] = 0
+                    for d in range(DH):
+                        qd = np.int32(qq[r, s, h, d])
+                        kd = ck[r, g, d, lo:hi]
+                        for j in range(hi - lo):
+                            seen[j] += qd * np.int32(kd[j])
                 top = neg
                 for j in range(lo, hi):
                     if blocked[r, s, j]:
@@ -239,11 +247,15 @@ def attend(qq, qs, nk, nks, nv, ck, cks, cv, blocked, table, last, out):
                 top = top + half
                 den = _weigh(sc, w, table, top, last, lo, hi) + _weigh(sc, w, table, top, last, N, N + S)
                 for d in range(DH):  # integer weights and values: exact in int64 (< 2^51), and an integer
-                    vd = cv[r, g, d, lo:hi]  # reduction vectorizes (a float one may not be reordered)
-                    ws = w[lo:hi]
-                    acc64 = np.int64(0)
-                    for j in range(hi - lo):
-                        acc64 += np.int64(ws[j]) * np.int64(vd[j])
+                    acc64 = np.int64(0)  # reduction vectorizes (a float one may not be reordered)
+                    if hi - lo == N:
+                        vd = cv[r, g, d]
+                        for j in range(N):
+                            acc64 += np.int64(w[j]) * np.int64(vd[j])
+                    else:
+                        vd, ws = cv[r, g, d, lo:hi], w[lo:hi]
+                        for j in range(hi - lo):
+                            acc64 += np.int64(ws[j]) * np.int64(vd[j])
                     for j in range(S):
                         acc64 += np.int64(w[N + j]) * np.int64(nv[r, g, j, d])
                     out[r, s, h, d] = np.float64(acc64) / np.float64(den) * VALUE_SCALE_DOWN
