@@ -178,12 +178,8 @@ class Parts:
             joined = b"\0".join(e[0][k:] for e, k in zip(ents, shared))
             out += v(len(joined)) + joined
             cols = (1, 2)
-            end: dict[int, int] = {}
-            expect = []
-            for e in ents:
-                expect.append(end.get(e[6], 0))
-                end[e[6]] = expect[-1] + e[5]
-            ends: dict[int, int] = {}
+            expect = archive._expected_starts([e[5] for e in ents], [e[6] for e in ents])
+            ends: dict[int, int] = {}  # each payload's expected decoded size (_expected_raw_sizes; any pid)
             for e in ents:
                 ends[e[6]] = max(ends.get(e[6], 0), e[7] + e[5])
         else:

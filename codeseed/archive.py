@@ -64,7 +64,6 @@ from codeseed.errors import ArchiveError, InputError
 MAGIC = b"CSEED\r\n\x1a"
 FORMAT_VERSION = 6
 END_MAGICS = {1: b"CSEEDEND", 2: b"CSEEDEND", 3: b"CSEEDEND", 4: b"CSEEDEND", 5: b"CSEEDEND", 6: b"CSND"}
-END_MAGIC = END_MAGICS[FORMAT_VERSION]
 ENTRY_DIGEST_BYTES = {1: 32, 2: 8, 3: 8, 4: 8, 5: 8, 6: 8}  # per-entry SHA-256 bytes stored, by format version
 SYMLINK, NO_DIGEST = 1, 2     # entry kind bits: a symlink; no digest prefix (stores_digest: format 4 on)
 # the footer's fields: index offset, index length, decoded index length (format 3-5), index CRC32, end magic;

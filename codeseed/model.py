@@ -281,15 +281,11 @@ class CodeModel:
     def reproduces(self, prefix: str, suffix: str, middle: list[int]) -> bool:
         """Whether greedy fill(prefix, suffix, len(middle)) gives `middle` back (before any stop),
         from one teacher-forced pass; exact, since the engine's passes equal its steps."""
-        return self.reproduces_prompt(self._fim_prompt(prefix, suffix, self._prompt_room(len(middle))), middle)
-
-    def reproduces_prompt(self, prompt: list[int], middle: list[int]) -> bool:
-        """reproduces() given the FIM prompt (_fim_prompt's ids)."""
-        return self.reproduces_prompts([(prompt, middle)])[0]
+        return self.reproduces_prompts([(self._fim_prompt(prefix, suffix, self._prompt_room(len(middle))), middle)])[0]
 
     @torch.no_grad()
     def reproduces_prompts(self, cases: list[tuple[list[int], list[int]]], rows: int = 32) -> list[bool]:
-        """reproduces_prompt() of each (prompt, middle), `rows` side by side (similar lengths
+        """reproduces() of each (FIM prompt as _fim_prompt gives it, middle), `rows` side by side (similar lengths
         together), teacher-forced a block at a time: a row is decided at its first middle token
         that is not the greedy choice, a batch ends when every row is. Each answer is the same
         whatever else is in its batch (exact engine)."""
