@@ -1,10 +1,10 @@
-"""Train codeseed's bundled fill-in-the-middle code model on the CPU, resumably.
+"""Train codeseed's bundled fill-in-the-middle code model on the CPU or a GPU, resumably.
 
     python -m codeseed.train --out runs/small --hours 3          # start or resume
     python -m codeseed.train --out runs/small --export DIR       # write the HF folder of the latest checkpoint
     python -m codeseed.train --out runs/next --init-from runs/small --hours 2 --peak-lr 1e-3   # continue
-    python -m codeseed.train --out runs/small --write-bundle corpus.tar.xz           # carry the corpus ...
-    python -m codeseed.train --out runs/gpu --bundle corpus.tar.xz --preset gpu      # ... to a GPU machine
+    python -m codeseed.train --out runs/prep --init-from MODEL --write-bundle corpus.tar.xz  # carry the corpus ...
+    python -m codeseed.train --out runs/gpu --bundle corpus.tar.xz --init-from MODEL --preset gpu  # ... to a GPU
 
 Recipe (measured in shared/notes/training.md): a small Llama, byte-level BPE of 8,192 tokens,
 rows of 256 tokens and 16 rows a step (many optimizer steps beat big batches here), bf16 autocast
@@ -61,13 +61,15 @@ class TrainConfig:
     compile: bool = True
     eval_every_s: float = 600.0
     device: str = "auto"  # cuda when there is one
+    workers: int = 0  # processes that build batches (0: the training loop builds them itself)
 
 
-# One run on a lent GPU (about 8 minutes of an H100): twice the parameters of the CPU model (8.9M,
-# 36 MB of float32 weights, inside the ~40 MB the package may carry) and 512-token rows.
-PRESETS = {"cpu": {}, "gpu": {"layers": 8, "d_model": 256, "heads": 4, "ffn": 768, "seq_len": 512, "batch": 64,
-                              "peak_lr": 1.5e-3, "warmup_steps": 200, "hours": 0.13, "eval_every_s": 120.0,
-                              "threads": 16}}
+# One run on a lent GPU (a few minutes of an H200, 16 cores). The model keeps the CPU model's shape:
+# exact mode's speed on a 2-core CPU is one forward step of this shape a token (a model twice the
+# size halves it), so a GPU buys more tokens seen, not more parameters. Batches are 8x the CPU's
+# (a step costs the GPU about the same up to there), built by 14 worker processes.
+PRESETS = {"cpu": {}, "gpu": {"batch": 128, "peak_lr": 1e-3, "warmup_steps": 200, "hours": 0.085,
+                              "eval_every_s": 60.0, "threads": 2, "workers": 14}}
 
 
 # ---------------------------------------------------------------- data
@@ -89,14 +91,19 @@ def hf_tokenizer(tok):
                                    additional_special_tokens=SPECIAL_TOKENS[1:], clean_up_tokenization_spaces=False)
 
 
-def prepare(out: Path, cfg: TrainConfig, roots: list[Path]) -> None:
-    """Corpus, tokenizer and token stream, cached in `out` (done once per run folder)."""
+def prepare(out: Path, cfg: TrainConfig, roots: list[Path], tokenizer: Path | None = None) -> None:
+    """Corpus, tokenizer and token stream, cached in `out` (done once per run folder). `tokenizer`: a
+    tokenizer.json to keep (a run that starts from an exported model must read text as it did)."""
+    from tokenizers import Tokenizer
     files, manifest = corpus.collect(roots)
     train = [f for f in files if not corpus.is_validation(f)]
     val = [f for f in files if corpus.is_validation(f)]
-    rng = random.Random(cfg.seed)
-    sample = rng.sample(train, min(len(train), 3000))  # ~40 MB is plenty for an 8k BPE
-    tok = train_tokenizer([f.text for f in sample], cfg.vocab_size)
+    if tokenizer:
+        tok = Tokenizer.from_file(str(tokenizer))
+    else:
+        rng = random.Random(cfg.seed)
+        sample = rng.sample(train, min(len(train), 3000))  # ~40 MB is plenty for an 8k BPE
+        tok = train_tokenizer([f.text for f in sample], cfg.vocab_size)
     tok.save(str(out / "tokenizer.json"))
     texts = [f.text for f in train]
     n_tokens = write_token_stream(out, tok, texts)
@@ -200,11 +207,14 @@ class Batcher:
 
     MAX_MIDDLE = 120  # tokens of middle per FIM row; longer middles are cut and get no stop label
 
-    def __init__(self, out: Path, tok, cfg: TrainConfig, rng: np.random.Generator):
+    def __init__(self, out: Path, tok, cfg: TrainConfig, rng: np.random.Generator, part: tuple[int, int] = (0, 1)):
+        """part (k, n): FIM rows come from files k, k + n, k + 2n, ... only. Each file's spans are found
+        once (an AST parse: ~35 ms a file, 6 minutes for the corpus), so n workers each take a share."""
         self.stream = np.load(out / "train_tokens.npy", mmap_mode="r")
         with open(out / "texts.pkl", "rb") as fh:
             self.texts = pickle.load(fh)["train"]
         self.weights = np.array([len(t) for t in self.texts], dtype=np.float64)
+        self.weights[np.arange(len(self.texts)) % part[1] != part[0]] = 0.0
         self.weights /= self.weights.sum()
         self.tok, self.cfg, self.rng = tok, cfg, rng
         self.special = {s: tok.token_to_id(s) for s in SPECIAL_TOKENS}
@@ -280,6 +290,32 @@ class Batcher:
         return x, y, w
 
 
+class BatchStream(torch.utils.data.IterableDataset):
+    """Batcher.batch() forever, in each DataLoader worker with a generator of its own (seeded by the
+    run's seed, its step and the worker's number: a resumed run draws new batches)."""
+
+    def __init__(self, out: Path, cfg: TrainConfig, seed: list[int]):
+        self.out, self.cfg, self.seed = out, cfg, seed
+
+    def __iter__(self):
+        from tokenizers import Tokenizer
+        info = torch.utils.data.get_worker_info()
+        k, n = (info.id, info.num_workers) if info else (0, 1)
+        rng = np.random.default_rng(self.seed + [k])
+        batcher = Batcher(self.out, Tokenizer.from_file(str(self.out / "tokenizer.json")), self.cfg, rng, part=(k, n))
+        while True:
+            yield batcher.batch()
+
+
+def batches(out: Path, cfg: TrainConfig, seed: list[int]):
+    stream = BatchStream(out, cfg, seed)
+    if cfg.workers <= 0:
+        return iter(stream)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the workers are the parallelism
+    return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.workers, prefetch_factor=8,
+                                            pin_memory=torch.cuda.is_available()))
+
+
 # ---------------------------------------------------------------- model
 
 def make_model(cfg: TrainConfig):
@@ -327,6 +363,11 @@ def export(model, tok, dest: Path, meta: dict) -> None:
 CORPUS_CACHE = BUNDLE_FILES + ("train_tokens.npy",)  # a run folder's prepared corpus
 
 
+def is_exported(folder: Path) -> bool:
+    """A Hugging Face folder written by --export (weights and tokenizer), not a run folder."""
+    return (folder / "model.safetensors").is_file() and not (folder / "ckpt.pt").exists()
+
+
 def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None = None,
           bundle: Path | None = None) -> None:
     from tokenizers import Tokenizer
@@ -336,7 +377,8 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
     if bundle and not (out / "corpus.json").exists():
         print(f"unpacking corpus bundle {bundle} ...", flush=True)
         unpack_bundle(bundle, out)
-    if init_from and not (out / "ckpt.pt").exists():
+    exported = init_from is not None and is_exported(init_from)
+    if init_from and not exported and not (out / "ckpt.pt").exists():
         # A continuation is a new run (fresh optimizer and LR schedule) that starts from another
         # run's weights; it must use that run's tokenizer and corpus, so it links them.
         for name in CORPUS_CACHE:
@@ -344,7 +386,10 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
                 (out / name).symlink_to((init_from / name).resolve())
     if not (out / "corpus.json").exists():
         print("preparing corpus and tokenizer ...", flush=True)
-        prepare(out, cfg, roots)
+        prepare(out, cfg, roots, tokenizer=init_from / "tokenizer.json" if exported else None)
+    if exported and Tokenizer.from_file(str(out / "tokenizer.json")).to_str() != \
+            Tokenizer.from_file(str(init_from / "tokenizer.json")).to_str():
+        raise SystemExit(f"{out}: its corpus was tokenized otherwise than {init_from} reads text")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
     with open(out / "texts.pkl", "rb") as fh:
@@ -363,6 +408,17 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
         opt.load_state_dict(saved["opt"])
         state = saved["state"]
         print(f"resumed at step {state['step']}, {state['elapsed_s'] / 60:.1f} min", flush=True)
+    elif exported:
+        from safetensors.torch import load_file
+        missing, unexpected = model.load_state_dict(load_file(init_from / "model.safetensors"), strict=False)
+        if unexpected or set(missing) - {"lm_head.weight"}:  # tied to the embeddings, not saved
+            raise SystemExit(f"{init_from}: not this model's shape (missing {missing}, unexpected {unexpected})")
+        model.tie_weights()
+        meta = json.loads((init_from / "training.json").read_text()) if (init_from / "training.json").exists() else {}
+        st = meta.get("state", {})
+        state["parent"] = {"run": str(init_from), "steps": st.get("step"), "tokens": st.get("tokens"),
+                           "minutes": round(st.get("elapsed_s", 0) / 60, 1), "parent": st.get("parent")}
+        print(f"starting from the exported model {init_from} (step {st.get('step')})", flush=True)
     elif init_from:
         parent = torch.load(init_from / "ckpt.pt", weights_only=False, map_location=dev)
         model.load_state_dict(parent["model"])
@@ -370,8 +426,7 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
                            "tokens": parent["state"]["tokens"], "minutes": round(parent["state"]["elapsed_s"] / 60, 1),
                            "parent": parent["state"].get("parent")}
         print(f"starting from the weights of {init_from} (step {parent['state']['step']})", flush=True)
-    rng = np.random.default_rng(cfg.seed + state["step"])
-    batcher = Batcher(out, tok, cfg, rng)
+    data = batches(out, cfg, [cfg.seed, state["step"]])
     step_fn = torch.compile(model) if cfg.compile else model
     model.train()
     t_last, t_eval = time.time(), time.time()
@@ -384,7 +439,7 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
         os.replace(out / "ckpt.tmp", ckpt)
 
     while state["elapsed_s"] < cfg.hours * 3600:
-        x, y, w = batcher.batch()
+        x, y, w = next(data)
         x, y, w = (t.to(dev, non_blocking=True) for t in (x, y, w))
         lr = lr_at(cfg, state["step"], state["elapsed_s"])
         for g in opt.param_groups:
@@ -453,12 +508,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.export:
         export_checkpoint(args.out, args.export)
         return
-    if args.write_bundle:
-        write_bundle(args.out, args.write_bundle)
-        return
     cfg = TrainConfig(**{f: getattr(args, f) for f in asdict(TrainConfig())})
     cfg.compile = bool(cfg.compile)
     roots = args.corpus or corpus.default_roots()
+    if args.write_bundle:
+        if not (args.out / "corpus.json").exists():  # prepare it, read as --init-from's model reads text
+            args.out.mkdir(parents=True, exist_ok=True)
+            exported = args.init_from is not None and is_exported(args.init_from)
+            prepare(args.out, cfg, roots, tokenizer=args.init_from / "tokenizer.json" if exported else None)
+        write_bundle(args.out, args.write_bundle)
+        return
     train(args.out, cfg, roots, init_from=args.init_from, bundle=args.bundle)
 
 
