@@ -13,7 +13,9 @@
 # .carry/here.cseed (`codeseed pack .carry/tree -o .carry/here.cseed --no-ignore`, here).
 # Results go to $OUT: agreement.txt, train.log, packed-on-cuda.cseed, model.tar.part-* (the exported
 # model without its tokenizer, split under the tool's 16 MiB a file).
-# TRAIN_HOURS (default 0.105) sets the training budget; a local dry run: OUT=/tmp/o TRAIN_HOURS=0.005 ...
+# TRAIN_HOURS (default 0.105) sets the training budget, INIT_FROM the model it continues, TRAIN_ARGS
+# more flags of codeseed.train; SKIP_CHECK=1 leaves out step 1. A local dry run: OUT=/tmp/o
+# TRAIN_HOURS=0.005 NO_WHEELS=1 PY=.venv/bin/python TRAIN_ARGS="--workers 2 --compile 0" bash ...
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 mkdir -p "$OUT"
@@ -30,7 +32,7 @@ export PYTHONPATH=${PYTHONPATH:-$PWD}
 
 RUN=/tmp/gpu-run
 train() {
-    $PY -m codeseed.train --out $RUN --bundle .carry/corpus.tar.xz --init-from codeseed/models/codeseed-small \
+    $PY -m codeseed.train --out $RUN --bundle .carry/corpus.tar.xz --init-from "${INIT_FROM:-codeseed/models/codeseed-small}" \
         --preset gpu --hours "${TRAIN_HOURS:-0.105}" --seed 7171 ${TRAIN_ARGS:-} "$@"
 }
 start=$(date +%s)
@@ -38,7 +40,7 @@ start=$(date +%s)
                                     train --compile 0 >>"$OUT/train.log" 2>&1; } ) &
 trainer=$!
 
-timeout 240 $PY benchmarks/gpu_check.py .carry/tree --archive .carry/here.cseed --keep "$OUT" 2>&1 \
+[ -n "${SKIP_CHECK:-}" ] || timeout 240 $PY benchmarks/gpu_check.py .carry/tree --archive .carry/here.cseed --keep "$OUT" 2>&1 \
     | tee -a "$OUT/agreement.txt"
 echo "agreement check: exit ${PIPESTATUS[0]}, $(( $(date +%s) - start )) s" | tee -a "$OUT/agreement.txt"
 

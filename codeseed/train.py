@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import json
 import math
 import os
@@ -25,6 +26,7 @@ import pickle
 import random
 import re
 import time
+import tokenize
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -153,10 +155,16 @@ def unpack_bundle(bundle: Path, out: Path) -> None:
 
 
 _COMMENT = re.compile(r"^[ \t]*#.*$", re.M)
+_QUOTES = re.compile(r"[rRuUbBfF]*(\"\"\"|\'\'\'|\"|\')")
 # FIM rows split at AST spans draw a kind first, then a span of that kind: drawn uniformly over all
 # spans, 78% of rows were tiny expressions and 2% whole bodies (measured on argparse.py), and the
 # model never learned where a body or a docstring ends (P(stop) after a true body: 0.013).
-SPAN_KINDS = {"block": 0.3, "docstring": 0.15, "statement": 0.25, "expression": 0.2, "comment": 0.1}
+# comment_text and docstring_text are the holes seeded mode leaves in free text: a comment's text
+# after its marker, a docstring's between its quotes (codeseed/spans.py). Trained on whole comment
+# lines and whole docstrings only, the model filled 2 of 3 such holes with code or closing quotes
+# (tinydb with codeseed-small-2: 309 'code', 73 'empty' of 453 text fills; RESULTS.md).
+SPAN_KINDS = {"block": 0.25, "docstring": 0.05, "docstring_text": 0.15, "statement": 0.2, "expression": 0.15,
+              "comment": 0.05, "comment_text": 0.15}
 _BLOCK_FIELDS = ("body", "orelse", "finalbody")
 
 
@@ -166,6 +174,7 @@ def span_candidates(text: str) -> dict[str, list[tuple[int, int]]]:
     expressions and comments; each 1 to 600 characters."""
     spans: dict[str, list[tuple[int, int]]] = {k: [] for k in SPAN_KINDS}
     spans["comment"] = [(m.start(), m.end()) for m in _COMMENT.finditer(text)]
+    spans["comment_text"] = comment_texts(text)
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -194,12 +203,40 @@ def span_candidates(text: str) -> dict[str, list[tuple[int, int]]]:
             is_doc = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
                 and isinstance(node.value.value, str)
             add("docstring" if is_doc else "statement", node, node)
+            if is_doc and spans["docstring"] and node.end_lineno - node.lineno < 30:
+                a, b = spans["docstring"][-1]
+                q = _QUOTES.match(text, a)
+                if q and b - a >= q.end() - a + len(q.group(1)) and text[b - len(q.group(1)):b] == q.group(1):
+                    spans["docstring_text"].append((q.end(), b - len(q.group(1))))
         elif isinstance(node, ast.expr) and getattr(node, "end_lineno", None):
             add("expression", node, node)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and len(node.body) > 1 \
                 and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
             add("block", node.body[1], node.body[-1])  # the body a seeded file keeps the docstring of
     return {k: [s for s in v if 0 < s[1] - s[0] <= 600] for k, v in spans.items()}
+
+
+def comment_texts(text: str) -> list[tuple[int, int]]:
+    """Character spans of every comment's text (after `#` and the blanks that follow it, to the end
+    of its line), trailing comments too, found by Python's tokenizer; whole-line comments only where
+    the file does not tokenize."""
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    found = []
+    try:
+        for t in tokenize.generate_tokens(io.StringIO(text).readline):
+            if t.type == tokenize.COMMENT:
+                found.append((starts[t.start[0] - 1] + t.start[1], t.string))
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        found = [(m.start() + m.group().index("#"), m.group().strip()) for m in _COMMENT.finditer(text)]
+    out = []
+    for at, comment in found:
+        body = comment[1:].rstrip("\r")
+        a = at + 1 + len(body) - len(body.lstrip(" \t"))
+        if a < at + 1 + len(body):
+            out.append((a, at + 1 + len(body)))
+    return out
 
 
 class Batcher:

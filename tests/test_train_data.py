@@ -43,12 +43,32 @@ def test_span_kinds():
     assert "self.items[key]" in [text_of(s) for s in spans["expression"]]
     # whole-line comments only: a trailing one stays with its code line
     assert [text_of(s).strip() for s in spans["comment"]] == ["# stored by key"]
+    # the holes seeded mode leaves in free text: a comment's text after its marker (trailing ones
+    # too), a docstring's between its quotes
+    assert [text_of(s) for s in spans["comment_text"]] == ["looked up", "stored by key"]
+    assert [text_of(s) for s in spans["docstring_text"]] == ["Keeps things.", "The value of key."]
     assert all(0 < b - a <= 600 for kind in spans.values() for a, b in kind)
 
 
 def test_span_candidates_of_broken_code_keeps_comments():
     spans = span_candidates("# a note\ndef f(:\n")
     assert spans["comment"] == [(0, 8)] and spans["block"] == []
+    assert spans["comment_text"] == [(2, 8)]
+
+
+def test_free_text_spans_match_seeded_modes_holes():
+    """comment_text and docstring_text are exactly the pieces seeded mode makes holes of
+    (spans.segments with the language's line comment; past the first two lines, which stay whole), on a
+    file with trailing comments, a raw
+    docstring, a '#' inside a string and CRLF line ends."""
+    from codeseed import spans as seeded_spans
+    text = 'import os\n\nx = "#no"  #  trailing note\r\ndef f():\n    r\'\'\'Raw doc.\'\'\'\n    # c\n    return 1\n'
+    lang = seeded_spans.load("python")
+    data = text.encode()
+    pieces = seeded_spans.segments(data, seeded_spans.extract(lang, data), lang.line_comment)
+    for kind in ("comment_text", "docstring_text"):
+        want = [data[p.start:p.end].decode() for p in pieces if p.kind == kind]
+        assert [text[a:b] for a, b in span_candidates(text)[kind]] == want and want
 
 
 @pytest.fixture(scope="module")
