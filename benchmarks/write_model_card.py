@@ -1,6 +1,6 @@
 """Write MODEL_CARD.md beside a model exported by `python -m codeseed.train --export`.
 
-    python benchmarks/write_model_card.py codeseed/models/codeseed-small EVAL.json [ENGINE.json]
+    python benchmarks/write_model_card.py codeseed/models/codeseed-small-2 EVAL.json [ENGINE.json]
 
 EVAL.json comes from benchmarks/model_eval.py, ENGINE.json from benchmarks/engine_eval.py. Every
 figure on the card is read from training.json (written at export) or those files: nothing here is
@@ -15,14 +15,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from codeseed.train import TrainConfig  # noqa: E402
+from codeseed.train import SPAN_KINDS, TrainConfig  # noqa: E402
 
 
 def fim_recipe(cfg: dict) -> str:
     """The FIM part of a run's recipe; runs from before a setting existed used its default."""
     c = {**asdict(TrainConfig()), **cfg}
     return (f"{c['fim_rate']:.0%} FIM rows: {c['psm_rate']:.0%} PSM, the rest SPM; {c['span_rate']:.0%} split at an "
-            f"AST span of a kind drawn first (block, docstring, statement, expression, comment), the rest at random "
+            f"AST span of a kind drawn first ({', '.join(SPAN_KINDS)}), the rest at random "
             f"characters; stop label weight {c['stop_weight']:g}")
 
 
@@ -59,13 +59,26 @@ def main() -> None:
                        f"{parent['minutes']} min)")
         parent = parent.get("parent")
     init = f" --init-from {state['parent']['run']}" if state.get("parent") else ""
+    on_gpu = "+cu" in meta.get("torch", "")  # trained on a lent GPU (benchmarks/gpu_session.sh)
+    where = "a lent GPU" if on_gpu else "this machine's CPU"
+    hardware = (f"one GPU, {cfg.get('workers', 0)} processes building batches" if on_gpu else
+                f"{cfg['threads']} CPU thread{'s' if cfg['threads'] > 1 else ''} ({platform.machine()})")
+    bundle = " --bundle corpus.tar.xz" if on_gpu else ""
+    bundle_note = (f"\nOn the GPU machine, which cannot read this machine's site-packages, `--bundle` carries "
+                   f"the corpus (written here by `python -m codeseed.train --out PREP{init} --write-bundle "
+                   f"corpus.tar.xz`); benchmarks/gpu_session.sh is the whole session." if on_gpu else "")
     lineage_row = (f"| continued from | {' <- '.join(lineage)}: a fresh optimizer and schedule on its weights; "
                    f"the totals above are this run's alone |\n" if lineage else "")
+    if state.get("parent") and Path(state["parent"]["run"]).name == model_dir.name:
+        lineage_note_own = (f"\n{state['parent']['run']} in the lineage is this folder's earlier model, the export of "
+                            "the first run, which was not shipped (benchmarks/RESULTS.md compares the two).")
+    else:
+        lineage_note_own = ""
     lineage_note = ("\nThe runs it continues were trained by earlier versions of codeseed's training code; "
                     "benchmarks/RESULTS.md gives each one's command and commit." if lineage else "")
-    card = f"""# codeseed-small
+    card = f"""# {model_dir.name}
 
-A small fill-in-the-middle code model, trained by codeseed's own command on this machine's CPU.
+A small fill-in-the-middle code model, trained by codeseed's own command on {where}.
 
 | | |
 |---|---|
@@ -73,7 +86,7 @@ A small fill-in-the-middle code model, trained by codeseed's own command on this
 | parameters | {n_params / 1e6:.2f}M ({weights / 1e6:.1f} MB float32 safetensors) |
 | tokenizer | byte-level BPE, {conf['vocab_size']} tokens, StarCoder FIM sentinels (`<fim_prefix>`, `<fim_suffix>`, `<fim_middle>`), `<|endoftext|>` ends a middle |
 | context | {cfg['seq_len']} tokens (codeseed's engine slides a window of {cfg['seq_len']} positions) |
-| training | {state['step']:,} steps of {cfg['batch']} x {cfg['seq_len']} tokens = {state['tokens'] / 1e6:.1f}M tokens, {state['elapsed_s'] / 3600:.2f} h wall time, {cfg['threads']} CPU thread{'s' if cfg['threads'] > 1 else ''} ({platform.machine()}), bf16 autocast + torch.compile, AdamW peak LR {cfg['peak_lr']}, cosine over the wall-clock budget; {fim_recipe(cfg)} |
+| training | {state['step']:,} steps of {cfg['batch']} x {cfg['seq_len']} tokens = {state['tokens'] / 1e6:.1f}M tokens, {state['elapsed_s'] / 3600:.2f} h wall time, {hardware}, bf16 autocast + torch.compile, AdamW peak LR {cfg['peak_lr']}, cosine over the wall-clock budget; {fim_recipe(cfg)} |
 {lineage_row}| corpus | CPython {'.'.join(platform.python_version_tuple()[:2])} standard library + site-packages `.py` files of the base interpreter, deduplicated by content, files over 1 MB and generated/minified files skipped: {man['files']:,} files, {man['bytes'] / 1e6:.1f} MB, content hash `{man['content_hash'][:16]}...` ({corpus['train_files']:,} train / {corpus['val_files']:,} validation files, {corpus['train_tokens'] / 1e6:.1f}M train tokens); skipped {man['skipped']} |
 | never trained on | `../shared/eval-public` (tinydb, semver, schedule: excluded by name even if installed), codeseed's fixtures and tests |
 | torch | {meta.get('torch', '?')} |
@@ -95,8 +108,8 @@ Model SHA-256 (codeseed's identity hash over weights, config and tokenizer): `{e
 |---|---|---|---|
 {curve}
 
-Reproduce (resumable): `python -m codeseed.train --out RUN{init} {flags}`, then
-`python -m codeseed.train --out RUN --export codeseed/models/codeseed-small`.{lineage_note}
+Reproduce (resumable): `python -m codeseed.train --out RUN{bundle}{init} {flags}`, then
+`python -m codeseed.train --out RUN --export codeseed/models/{model_dir.name}`.{bundle_note}{lineage_note_own}{lineage_note}
 """
     (model_dir / "MODEL_CARD.md").write_text(card)
     print(card)

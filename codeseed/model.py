@@ -27,7 +27,9 @@ from codeseed.engine import ExactLM
 from codeseed.errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-BUNDLED_NAME = "codeseed-small"
+# The model pack uses. The models it replaced stay in MODELS_DIR: an archive names the model it was
+# packed with, and unpack takes that one (bundled_for) so that every archive ever written decodes.
+BUNDLED_NAME = "codeseed-small-2"
 # fill() never repeats a sequence of this many tokens within one middle. Greedy decoding of a small
 # model falls into loops ("of the version of the version ...") that never reach the stop token; on
 # 60 held-out bodies and docstrings, banning repeats of 6 tokens raised the share of fills that stop
@@ -44,6 +46,15 @@ IDENTITY_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "toke
 
 def bundled_path() -> Path:
     return MODELS_DIR / BUNDLED_NAME
+
+
+def bundled_for(name: object) -> Path | None:
+    """The bundled model folder an archive's header names (`{"id": name}`), or None when codeseed
+    ships no model of that name. `name` comes from an archive: it is compared with the folders'
+    names, never joined to a path."""
+    if not isinstance(name, str) or not MODELS_DIR.is_dir():
+        return None
+    return next((p for p in sorted(MODELS_DIR.iterdir()) if p.is_dir() and p.name == name), None)
 
 
 @dataclass(frozen=True)

@@ -102,11 +102,15 @@ def _disk_links(dest: Path):
 
 
 def load_model_for(arc: archive.Archive, model=None, device: str = "cpu"):
-    """The model an archive needs (checked against its header), or None when it needs none."""
+    """The model an archive needs (checked against its header), or None when it needs none: `model`
+    (a CodeModel or folder) where given, else the bundled model the header names, else the default.
+    Raises ModelMismatchError when it is not the one the archive was packed with."""
     if not arc.header.model:
         return None
     from codeseed import exact
-    from codeseed.model import CodeModel
+    from codeseed.model import CodeModel, bundled_for
+    if model is None:
+        model = bundled_for(arc.header.model.get("id"))
     lm = model if isinstance(model, CodeModel) else CodeModel(model, device=device)
     exact.check_model(arc.header.model, lm)
     return lm

@@ -68,6 +68,32 @@ def test_wrong_model_is_refused_before_writing(sample, tmp_path, tiny_model, tmp
     assert not (tmp_path / "out").exists()
 
 
+def test_unpack_takes_the_bundled_model_the_archive_names(sample, tmp_path, tiny_model_path, tmp_path_factory,
+                                                          monkeypatch):
+    """Pack names its model; unpack given no model takes the bundled model of that name, so an
+    archive packed with a model codeseed has since replaced still decodes. A name that is no bundled
+    folder (a path among them) is never opened: the default model is tried, and refused."""
+    from codeseed import model as model_mod
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model_path, models / "old-small")
+    make_tiny_model(models / "new-small", seed=1, steps=0)
+    monkeypatch.setattr(model_mod, "MODELS_DIR", models)
+    monkeypatch.setattr(model_mod, "BUNDLED_NAME", "old-small")
+    codeseed.pack(sample, tmp_path / "a.cseed", mode="exact")
+    with archive.Archive(tmp_path / "a.cseed") as arc:
+        assert arc.header.model["id"] == "old-small" and any(e.codec == "lm" for e in arc.entries)
+    monkeypatch.setattr(model_mod, "BUNDLED_NAME", "new-small")  # a newer model replaces it for pack
+    codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out")
+    assert tree_digest(tmp_path / "out") == tree_digest(sample)
+    assert model_mod.bundled_for("old-small") == models / "old-small"
+    for name in ("../models/old-small", str(models / "old-small"), "", None, 7, "old-small/"):
+        assert model_mod.bundled_for(name) is None
+    shutil.rmtree(models / "old-small")  # a codeseed that no longer ships it: one line, nothing written
+    with pytest.raises(ModelMismatchError, match="'old-small'"):
+        codeseed.unpack(tmp_path / "a.cseed", tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
+
+
 def lm_wins_everything(monkeypatch):
     """For tests of the stream itself: every candidate stays in the stream, whatever the tiny model
     scores against the classical codecs (which codec wins is tested above, on measured sizes)."""
@@ -229,15 +255,19 @@ def test_format2_model_archives_decode_with_the_float_engine_or_say_why(tmp_path
 # --min-text-similarity 0 (select.py seeded, in the LM stream), by codeseed 981199e (format 4: the
 # full header and every path, start and decoded size in the index). format5-lm.cseed and
 # format5-seeded.cseed: the same two ways, by codeseed 70d4fca (format 5: the JSON header less its
-# defaults, paths NUL-separated, the 36-byte footer). They decode exactly on any machine: that is
-# what the exact engine is for.
+# defaults, paths NUL-separated, the 36-byte footer). format6-lm.cseed and format6-seeded.cseed: the
+# same two ways, by codeseed 22a3d5d (format 6: the binary header, front-coded paths, the 12-byte
+# footer). All of them name the model codeseed-small, which pack no longer uses: unpack takes the
+# bundled model an archive names. They decode exactly on any machine: that is what the exact engine
+# is for.
 SEEDED_SELECT_SHA256_BY_FORMAT = {3: "2b6bda1647efcb1b4dcfc0d5d8245093841c94832ca290f8f51b79ea925efaed",
                                   4: "e777229fba65e5660b8a65b9cbc8d9bac8c9238658cb96b6de18a21597088bf2",
-                                  5: "e777229fba65e5660b8a65b9cbc8d9bac8c9238658cb96b6de18a21597088bf2"}
+                                  5: "e777229fba65e5660b8a65b9cbc8d9bac8c9238658cb96b6de18a21597088bf2",
+                                  6: "e777229fba65e5660b8a65b9cbc8d9bac8c9238658cb96b6de18a21597088bf2"}
 
 
-@pytest.mark.parametrize("version,kind", [(v, k) for v in (3, 4, 5) for k in ("lm", "seeded")])
-def test_format3_to_5_archives_still_decode_exactly(tmp_path, version, kind):
+@pytest.mark.parametrize("version,kind", [(v, k) for v in (3, 4, 5, 6) for k in ("lm", "seeded")])
+def test_format3_to_6_archives_still_decode_exactly(tmp_path, version, kind):
     src = Path(__file__).resolve().parent / "data" / f"format{version}-{kind}.cseed"
     with archive.Archive(src) as arc:
         assert arc.version == version and any(e.codec == "lm" for e in arc.entries)
