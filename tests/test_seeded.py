@@ -288,3 +288,26 @@ def test_a_seeded_pack_that_seeds_nothing_writes_the_exact_archive(tiny_model, t
     with archive.Archive(tmp_path / "s.cseed") as arc:
         assert "fill" not in arc.header.settings
     assert (tmp_path / "s.cseed").read_bytes() == (tmp_path / "e.cseed").read_bytes()
+
+
+def test_a_file_is_seeded_only_where_its_seed_codes_smaller(tiny_model, prose_fills, monkeypatch):
+    """plan() keeps a seed only where the model's bits of the seed (hole markers and the context
+    they break included) and the holes' hints save SEED_OVERHEAD_BITS over the file itself: the
+    selector's estimate left that context out, and a seeded table.py coded larger than exact. With
+    a model that finds each hole marker costly, the same file stays exact."""
+    from tests.test_verify import CONSTANT
+    files = [SourceFile("pricing.py", (CONSTANT / "pricing.py").read_bytes(), False)]
+    plan = seeded.Planner(files, tiny_model, min_text_similarity=0.0).plan({0: 0.3}, strict=True)
+    assert 0 in plan  # seeded: the premise
+    planner = seeded.Planner(files, tiny_model)
+    assert plan[0].saved_bits == pytest.approx(planner.measured_saving(0, plan[0].seed))
+    assert plan[0].saved_bits >= seeded.SEED_OVERHEAD_BITS
+    real = assess.byte_bits
+
+    def costly_holes(model, text):
+        bits = real(model, text).copy()
+        bits[[k for k in range(len(text)) if text[k:k + 1] == seeded.HOLE]] += 10_000.0
+        return bits
+
+    monkeypatch.setattr(assess, "byte_bits", costly_holes)
+    assert seeded.Planner(files, tiny_model, min_text_similarity=0.0).plan({0: 0.3}, strict=True) == {}
