@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -318,24 +319,37 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
                     plan = verify_mod.escalate_until_tests_pass(files, planner, plan, runner, bar)
                 label = "seeded+tests" if tests_usable else "seeded+similarity"
                 test_runs = runner.runs if runner else 0
-            coded_files = [replace(f, data=plan[i].seed.text()) if i in plan else f for i, f in enumerate(files)]
-            encoded, settings = exact.encode(coded_files, lm, settings, progress=bar, jobs=jobs)
-            coded = [Coded(e.codec, e.payload, e.meta, e.start, e.raw_size) for e in encoded]
-            for i, s in plan.items():
-                coded[i].meta.update(s.meta())
-                if coded[i].codec != exact.LM_CODEC:
-                    coded[i].raw_size = len(coded_files[i].data)  # the seed, alone in its payload
-                fidelity[i] = label
-                digest[i] = hashlib.sha256(s.reconstruction).digest()
-            coded = group_small_files(files, coded, bar)
-            header = archive.Header(model=lm.id.to_dict(), settings=exact.header_settings(settings))
-            if plan:  # how pack filled the holes, so that unpack fills them the same way (none: no holes)
-                header.settings["fill"] = {"no_repeat": planner.no_repeat}
-    entries = []
-    for i, (f, c, fid) in enumerate(zip(files, coded, fidelity)):
-        e = entry_for(f, c.codec, fid, c.meta, digest.get(i))
-        e.start, e.raw_size = c.start, c.raw_size
-        entries.append(e)
+
+            def assemble(plan: dict) -> tuple[archive.Header, list[Coded], list[str], dict[int, bytes]]:
+                """The LM stream and the other payloads with `plan`'s seeds in place of their files."""
+                fid, dig = ["exact"] * len(files), {}
+                coded_files = [replace(f, data=plan[i].seed.text()) if i in plan else f for i, f in enumerate(files)]
+                encoded, used = exact.encode(coded_files, lm, settings, progress=bar, jobs=jobs)
+                coded = [Coded(e.codec, e.payload, e.meta, e.start, e.raw_size) for e in encoded]
+                for i, s in plan.items():
+                    coded[i].meta.update(s.meta())
+                    if coded[i].codec != exact.LM_CODEC:
+                        coded[i].raw_size = len(coded_files[i].data)  # the seed, alone in its payload
+                    fid[i] = label
+                    dig[i] = hashlib.sha256(s.reconstruction).digest()
+                coded = group_small_files(files, coded, bar)
+                hdr = archive.Header(model=lm.id.to_dict(), settings=exact.header_settings(used))
+                if plan:  # how pack filled the holes, so that unpack fills them the same way (none: no holes)
+                    hdr.settings["fill"] = {"no_repeat": planner.no_repeat}
+                return hdr, coded, fid, dig
+
+            header, coded, fidelity, digest = assemble(plan)
+            if plan:  # seeds are chosen by the model's bits alone; the archive mixes in n-gram and match
+                # models, which code some text (a file copied elsewhere in the tree) nearly free: keep
+                # the seeds only if the archive they make is smaller than the exact one
+                exact_one = assemble({})
+                if not seeds_pay(_archive_size(dst, files, header, coded, fidelity, digest),
+                                 _archive_size(dst, files, *exact_one)):
+                    header, coded, fidelity, digest = exact_one
+                    for i in plan:
+                        planner.exact_reasons[i] = "seeded, the archive was no smaller than exact"
+                    plan = {}
+    entries = _entries(files, coded, fidelity, digest)
     report = write_report(dst, header, entries, [c.payload for c in coded])
     if verify and mode != "classical":
         _verify_written(dst, lm, jobs)
@@ -352,6 +366,28 @@ def pack(src: str | Path, dst: str | Path, *, mode: str = "seeded", model: str |
                 report.kept_text[why] = report.kept_text.get(why, 0) + n
         report.xz_bytes = len(codecs.xz_encode(b"".join(f.data for f in files)))
     return report
+
+
+def seeds_pay(seeded_bytes: int, exact_bytes: int) -> bool:
+    """Whether an archive with seeds is worth writing (sizes in bytes): smaller than the exact one."""
+    return seeded_bytes < exact_bytes
+
+
+def _entries(files: list[SourceFile], coded: list[Coded], fidelity: list[str], digest: dict[int, bytes]) -> list:
+    entries = []
+    for i, (f, c, fid) in enumerate(zip(files, coded, fidelity)):
+        e = entry_for(f, c.codec, fid, c.meta, digest.get(i))
+        e.start, e.raw_size = c.start, c.raw_size
+        entries.append(e)
+    return entries
+
+
+def _archive_size(dst: Path, files: list[SourceFile], header: archive.Header, coded: list[Coded],
+                  fidelity: list[str], digest: dict[int, bytes]) -> int:
+    """Bytes of the archive these would make (written beside dst, then removed)."""
+    with tempfile.TemporaryDirectory(prefix=".cseed-size-", dir=dst.parent) as tmp:
+        return archive.write(Path(tmp) / "a.cseed", header, _entries(files, coded, fidelity, digest),
+                             [c.payload for c in coded])
 
 
 def _without_archive(src: Path, files: list[SourceFile], dst: Path) -> list[SourceFile]:

@@ -53,6 +53,14 @@ def tiny_model(tiny_model_path):
 
 
 @pytest.fixture
+def seeds_kept(monkeypatch):
+    """Pack keeps its seeds even where the exact archive would be as small (packing.seeds_pay): for
+    tests of what seeded regeneration does, on files too small for seeds to pay."""
+    from codeseed import packing
+    monkeypatch.setattr(packing, "seeds_pay", lambda seeded_bytes, exact_bytes: True)
+
+
+@pytest.fixture
 def prose_fills(monkeypatch):
     """The tiny model writes no text: its fills of comment and docstring holes are identifiers such
     as 'ffffffpp', junk that repair refuses, so nothing would be seeded. With this fixture a hole

@@ -54,7 +54,8 @@ LONE_CR = DOC.encode() + (b"def pick():\n"
                           b"    return limit\n")
 
 
-def test_lone_cr_ends_a_python_comment_so_the_text_after_it_is_code(tiny_model, tmp_path, prose_fills):
+def test_lone_cr_ends_a_python_comment_so_the_text_after_it_is_code(tiny_model, tmp_path, prose_fills,
+                                                                     seeds_kept):
     """The issue's case: tree-sitter reads `old default<CR>    limit = 7` as one comment, CPython
     ends the comment at the CR and runs `limit = 7`. The piece is code, pinned; after pack and
     unpack the function still returns 7."""
@@ -312,7 +313,7 @@ def _code(src: bytes) -> str:
     return ast.dump(tree)
 
 
-def test_strict_pack_keeps_cpython_ast_and_records_the_judge(tiny_model, tmp_path, prose_fills):
+def test_strict_pack_keeps_cpython_ast_and_records_the_judge(tiny_model, tmp_path, prose_fills, seeds_kept):
     src_files = {"limits.py": LONE_CR, "d.py": DIRECTIVES}
     report, out = pack_unpack(tmp_path, tiny_model, src_files)
     for name, data in src_files.items():

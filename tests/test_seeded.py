@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import pytest
 from hypothesis import given, settings
@@ -311,3 +312,37 @@ def test_a_file_is_seeded_only_where_its_seed_codes_smaller(tiny_model, prose_fi
 
     monkeypatch.setattr(assess, "byte_bits", costly_holes)
     assert seeded.Planner(files, tiny_model, min_text_similarity=0.0).plan({0: 0.3}, strict=True) == {}
+
+
+def test_a_seeded_archive_is_never_larger_than_the_exact_one(tiny_model, tmp_path, monkeypatch):
+    """Seeds are chosen by the model's bits alone, but the archive mixes in n-gram and match models,
+    which code a near-copy of a file almost free, and a seed's holes break that match. Pack builds
+    both archives when it has seeds and keeps the smaller: here (a file and its near-copy, both
+    seeded) the exact one, byte for byte what --exact writes."""
+    from codeseed import packing
+    from tests.test_verify import CONSTANT
+    src = tmp_path / "src"
+    shutil.copytree(CONSTANT, src)
+    data = (src / "pricing.py").read_bytes()
+    (src / "copy").mkdir()
+    (src / "copy" / "pricing_copy.py").write_bytes(data.replace(b"0.0725", b"0.0726"))
+    sizes = []
+    real = packing._archive_size
+
+    def spy(dst, files, header, coded, fid, dig):
+        sizes.append((real(dst, files, header, coded, fid, dig), sum(f != "exact" for f in fid)))
+        return sizes[-1][0]
+
+    monkeypatch.setattr(packing, "_archive_size", spy)
+    kw = {"budget": 0.3, "min_similarity": 0.0, "min_text_similarity": 0.0}
+    rep = codeseed.pack(src, tmp_path / "s.cseed", mode="seeded", model=tiny_model, **kw)
+    codeseed.pack(src, tmp_path / "e.cseed", mode="exact", model=tiny_model)
+    exact_size = (tmp_path / "e.cseed").stat().st_size
+    (seeded_size, n_seeded), (exact_built, n_none) = sorted(sizes, key=lambda x: -x[1])
+    assert len(sizes) == 2 and n_seeded > 0 and n_none == 0  # the premise: pack had seeds, and weighed both archives
+    assert exact_built == exact_size
+    assert (tmp_path / "s.cseed").stat().st_size == min(seeded_size, exact_size)
+    if seeded_size >= exact_size:  # the seeds did not pay: the exact archive, and the report says why
+        assert (tmp_path / "s.cseed").read_bytes() == (tmp_path / "e.cseed").read_bytes()
+        assert all(f.fidelity == "exact" for f in rep.files)
+        assert any("no smaller" in f.note for f in rep.files)
