@@ -175,9 +175,10 @@ def test_repair_keeps_breaking_holes_and_matches_unpack(tiny_model):
 
 
 def test_close_cheap_holes():
+    h = seeded.HOLE_BITS
     kept = [True, False, True, False, False, True, False]
-    bits = [5.0, 3.0, 5.0, 20.0, 1.0, 5.0, 2.0]
-    # hole 1 costs 3 bits of text < 12 of hole: kept; hole 3-4 costs 21: stays; the last, 2: kept
+    bits = [5.0, h / 4, 5.0, h - 1, 2.0, 5.0, 2.0]
+    # hole 1 has fewer bits of text than a hole costs: kept; hole 3-4 has more: stays; the last: kept
     assert seeded.close_cheap_holes(kept, bits) == [True, True, True, False, False, True, True]
 
 
