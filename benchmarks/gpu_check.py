@@ -55,19 +55,24 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         name = {id(gpu): "cuda", id(cpu): "cpu"}
+
+        def unpacks(arc: Path, unpacker: CodeModel) -> tuple[bool, float]:
+            """Whether arc unpacks to TREE on unpacker's device, and the seconds it took."""
+            out = work / "out"
+            shutil.rmtree(out, ignore_errors=True)
+            t = time.perf_counter()
+            codeseed.unpack(arc, out, model=unpacker)
+            return tree(out) == tree(args.tree), time.perf_counter() - t
+
         for packer, unpacker in ((gpu, cpu), (cpu, gpu)):
             arc = work / f"{name[id(packer)]}.cseed"
             t = time.perf_counter()
             codeseed.pack(args.tree, arc, mode="exact", model=packer, no_ignore=True, force=True)
             t_pack = time.perf_counter() - t
-            out = work / "out"
-            shutil.rmtree(out, ignore_errors=True)
-            t = time.perf_counter()
-            codeseed.unpack(arc, out, model=unpacker)
-            same = tree(out) == tree(args.tree)
+            same, t_unpack = unpacks(arc, unpacker)
             ok &= same
             print(f"packed on {name[id(packer)]} ({t_pack:.1f} s), unpacked on {name[id(unpacker)]} "
-                  f"({time.perf_counter() - t:.1f} s): {'identical' if same else 'DIFFERS'}")
+                  f"({t_unpack:.1f} s): {'identical' if same else 'DIFFERS'}")
         same = (work / "cuda.cseed").read_bytes() == (work / "cpu.cseed").read_bytes()
         ok &= same
         print(f"archive packed on cuda == archive packed on cpu: {same}")
@@ -75,13 +80,9 @@ def main() -> int:
             same = arc.read_bytes() == (work / "cpu.cseed").read_bytes()
             print(f"{arc.name} == archive packed on this machine: {same}")
             for unpacker in (gpu, cpu):
-                out = work / "out"
-                shutil.rmtree(out, ignore_errors=True)
-                t = time.perf_counter()
-                codeseed.unpack(arc, out, model=unpacker)
-                same = tree(out) == tree(args.tree)
+                same, t_unpack = unpacks(arc, unpacker)
                 ok &= same
-                print(f"{arc.name} unpacked on {name[id(unpacker)]} ({time.perf_counter() - t:.1f} s): "
+                print(f"{arc.name} unpacked on {name[id(unpacker)]} ({t_unpack:.1f} s): "
                       f"{'identical' if same else 'DIFFERS'}")
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
