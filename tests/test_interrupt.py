@@ -43,8 +43,11 @@ def _staging(parent: Path) -> list[Path]:
 def _kill_when(arc: Path, out: Path, sig: int, folders_written: int | None, delay: float = 0.0) -> int | None:
     """Start `codeseed unpack`; send `sig` once its staging folder holds `folders_written` folders (None:
     after `delay` seconds, whatever it is doing). Returns the exit status, or None if it ended first."""
+    # SIGINT as a terminal delivers it, whatever the runner's disposition: a suite started in the
+    # background by a non-interactive shell ignores SIGINT, and so would the child (exit 0, not 130)
     p = subprocess.Popen([sys.executable, "-m", "codeseed", "unpack", str(arc), "-o", str(out), "-q"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     start = time.monotonic()
     while p.poll() is None and time.monotonic() - start < 60:
         if folders_written is None:
