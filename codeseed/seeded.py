@@ -510,7 +510,7 @@ class Planner:
     def measured_saving(self, i: int, seed: Seed) -> float:
         """Bits seeding file i saves, measured: the model's bits of the file less its bits of the seed
         (hole markers, and what the holes take from their neighbours' context, included) less
-        HOLE_BITS a hole for its hint. The selector's estimate (the dropped pieces' bits in the whole
+        HOLE_BITS a hole (which counts the hint and, a second time, the marker: conservative). The selector's estimate (the dropped pieces' bits in the whole
         file's context) missed the context: tinydb's table.py, 42 text holes estimated to save ~1,000
         bits, coded 18 bytes larger seeded than exact (RESULTS.md)."""
         exact_bits = sum(p.bits for p in self.pieces[i])

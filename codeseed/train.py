@@ -174,15 +174,15 @@ def span_candidates(text: str) -> dict[str, list[tuple[int, int]]]:
     expressions and comments; each 1 to 600 characters."""
     spans: dict[str, list[tuple[int, int]]] = {k: [] for k in SPAN_KINDS}
     spans["comment"] = [(m.start(), m.end()) for m in _COMMENT.finditer(text)]
-    spans["comment_text"] = comment_texts(text)
+    lines = text.splitlines(keepends=True)
+    line_starts = [0]
+    for line in lines:
+        line_starts.append(line_starts[-1] + len(line))
+    spans["comment_text"] = comment_texts(text, line_starts)
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         tree = None
-    line_starts = [0]
-    for line in text.splitlines(keepends=True):
-        line_starts.append(line_starts[-1] + len(line))
-    lines = text.splitlines(keepends=True)
 
     def offset(lineno: int, col: int) -> int:
         line = lines[lineno - 1] if lineno - 1 < len(lines) else ""
@@ -203,8 +203,8 @@ def span_candidates(text: str) -> dict[str, list[tuple[int, int]]]:
             is_doc = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
                 and isinstance(node.value.value, str)
             add("docstring" if is_doc else "statement", node, node)
-            if is_doc and spans["docstring"] and node.end_lineno - node.lineno < 30:
-                a, b = spans["docstring"][-1]
+            if is_doc and node.end_lineno - node.lineno < 30:
+                a, b = offset(node.lineno, node.col_offset), offset(node.end_lineno, node.end_col_offset)
                 q = _QUOTES.match(text, a)
                 if q and b - a >= q.end() - a + len(q.group(1)) and text[b - len(q.group(1)):b] == q.group(1):
                     spans["docstring_text"].append((q.end(), b - len(q.group(1))))
@@ -216,13 +216,10 @@ def span_candidates(text: str) -> dict[str, list[tuple[int, int]]]:
     return {k: [s for s in v if 0 < s[1] - s[0] <= 600] for k, v in spans.items()}
 
 
-def comment_texts(text: str) -> list[tuple[int, int]]:
+def comment_texts(text: str, starts: list[int]) -> list[tuple[int, int]]:
     """Character spans of every comment's text (after `#` and the blanks that follow it, to the end
     of its line), trailing comments too, found by Python's tokenizer; whole-line comments only where
-    the file does not tokenize."""
-    starts = [0]
-    for line in text.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
+    the file does not tokenize. `starts`: the offset of each line of text (span_candidates')."""
     found = []
     try:
         for t in tokenize.generate_tokens(io.StringIO(text).readline):
@@ -405,6 +402,11 @@ def is_exported(folder: Path) -> bool:
     return (folder / "model.safetensors").is_file() and not (folder / "ckpt.pt").exists()
 
 
+def kept_tokenizer(init_from: Path | None) -> Path | None:
+    """The tokenizer.json a run that starts from an exported model must read text with, else None."""
+    return init_from / "tokenizer.json" if init_from is not None and is_exported(init_from) else None
+
+
 def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None = None,
           bundle: Path | None = None) -> None:
     from tokenizers import Tokenizer
@@ -414,7 +416,7 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
     if bundle and not (out / "corpus.json").exists():
         print(f"unpacking corpus bundle {bundle} ...", flush=True)
         unpack_bundle(bundle, out)
-    exported = init_from is not None and is_exported(init_from)
+    exported = kept_tokenizer(init_from) is not None
     if init_from and not exported and not (out / "ckpt.pt").exists():
         # A continuation is a new run (fresh optimizer and LR schedule) that starts from another
         # run's weights; it must use that run's tokenizer and corpus, so it links them.
@@ -423,7 +425,7 @@ def train(out: Path, cfg: TrainConfig, roots: list[Path], init_from: Path | None
                 (out / name).symlink_to((init_from / name).resolve())
     if not (out / "corpus.json").exists():
         print("preparing corpus and tokenizer ...", flush=True)
-        prepare(out, cfg, roots, tokenizer=init_from / "tokenizer.json" if exported else None)
+        prepare(out, cfg, roots, tokenizer=kept_tokenizer(init_from))
     if exported and Tokenizer.from_file(str(out / "tokenizer.json")).to_str() != \
             Tokenizer.from_file(str(init_from / "tokenizer.json")).to_str():
         raise SystemExit(f"{out}: its corpus was tokenized otherwise than {init_from} reads text")
@@ -551,8 +553,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.write_bundle:
         if not (args.out / "corpus.json").exists():  # prepare it, read as --init-from's model reads text
             args.out.mkdir(parents=True, exist_ok=True)
-            exported = args.init_from is not None and is_exported(args.init_from)
-            prepare(args.out, cfg, roots, tokenizer=args.init_from / "tokenizer.json" if exported else None)
+            prepare(args.out, cfg, roots, tokenizer=kept_tokenizer(args.init_from))
         write_bundle(args.out, args.write_bundle)
         return
     train(args.out, cfg, roots, init_from=args.init_from, bundle=args.bundle)
